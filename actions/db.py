@@ -1,0 +1,61 @@
+"""The demo CRM database shared by ``crm_lookup`` and ``create_ticket``.
+
+The SQLite file lives at ``$TAIWA_CRM_DB`` or, by default, in the user's cache directory
+(``$XDG_CACHE_HOME/taiwa`` or ``~/.cache/taiwa``, else the system temp dir). It is created
+from ``data/crm_seed.sql`` on first use; nothing is ever written into the project.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+DB_ENV = "TAIWA_CRM_DB"
+"""Environment variable (or action config key) naming the SQLite file."""
+
+SEED_SQL = Path(__file__).resolve().parent / "data" / "crm_seed.sql"
+_TABLES = ("customers", "tickets")
+
+
+def _default_path() -> Path:
+    """A per-user cache location for the database, falling back to the temp dir."""
+    try:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        candidate = Path(base) / "taiwa" / "acme_crm.sqlite3"
+        candidate.parent.mkdir(parents=True, exist_ok=True)
+        return candidate
+    except (OSError, RuntimeError):
+        return Path(tempfile.gettempdir()) / "taiwa-acme-crm.sqlite3"
+
+
+def db_path(config: Mapping[str, Any] | None = None) -> Path:
+    """Where the database is: action config, then ``$TAIWA_CRM_DB``, then the default."""
+    configured = (config or {}).get(DB_ENV) or os.environ.get(DB_ENV)
+    if configured:
+        path = Path(str(configured)).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+    return _default_path()
+
+
+def connect(config: Mapping[str, Any] | None = None) -> sqlite3.Connection:
+    """Open the database, creating and seeding it first if its tables are missing."""
+    conn = sqlite3.connect(db_path(config), timeout=5.0)
+    try:
+        placeholders = ", ".join("?" for _ in _TABLES)
+        found = conn.execute(
+            f"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ({placeholders})",
+            _TABLES,
+        ).fetchone()[0]
+        if found < len(_TABLES):
+            # The seed only uses CREATE ... IF NOT EXISTS and INSERT OR IGNORE, so two
+            # processes seeding at once is harmless.
+            conn.executescript(SEED_SQL.read_text(encoding="utf-8"))
+    except BaseException:
+        conn.close()
+        raise
+    return conn

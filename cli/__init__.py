@@ -1,0 +1,1 @@
+"""The taiwa command line."""

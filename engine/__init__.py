@@ -1,0 +1,7 @@
+"""taiwa: a task-oriented dialogue engine driven by YAML."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,123 @@
+"""Register custom actions and tools with ``@action(name, timeout=..., idempotent=...)``.
+
+An action receives a read-only :class:`ActionContext` and returns a list of events; it
+never mutates conversation state. The registry is per process and filled by importing the
+project's ``actions/`` package (:func:`discover_actions`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from engine.events import Event, JsonValue
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """What an action may read about the conversation (a read-only view)."""
+
+    sender_id: str
+    """The conversation's id."""
+    slots: Mapping[str, JsonValue]
+    """Current slot values."""
+    latest_message: Mapping[str, Any] = field(default_factory=dict)
+    """The last user message: ``text``, ``intent``, ``entities``."""
+    active_flow: str | None = None
+    """Id of the flow on top of the stack, if any."""
+    config: Mapping[str, Any] = field(default_factory=dict)
+    """Settings for the action (e.g. data paths), from the environment."""
+
+
+ActionFunc = Callable[[ActionContext], Sequence[Event] | Awaitable[Sequence[Event]]]
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """A registered action: its name, code and run-time contract."""
+
+    name: str
+    func: ActionFunc
+    timeout: float
+    """Seconds before the call is abandoned and classified ``tool_timeout``."""
+    idempotent: bool
+    """Only idempotent actions are retried after a failure."""
+    retries: int
+    """Extra attempts for idempotent actions."""
+    source: str
+    """``module:function`` where it is defined."""
+
+
+_REGISTRY: dict[str, ActionSpec] = {}
+
+
+class DuplicateActionError(ValueError):
+    """Two functions registered the same action name."""
+
+
+def action(
+    name: str, *, timeout: float = 5.0, idempotent: bool = False, retries: int = 1
+) -> Callable[[ActionFunc], ActionFunc]:
+    """Register ``func`` as the custom action or tool ``name``.
+
+    Example::
+
+        @action("kb_search", timeout=2.0, idempotent=True)
+        def kb_search(ctx: ActionContext) -> list[Event]:
+            return [SlotSet("kb_answer", lookup(ctx.slots["question"]))]
+    """
+    if timeout <= 0:
+        raise ValueError(f"action {name!r}: timeout must be > 0 seconds, got {timeout}")
+
+    def register(func: ActionFunc) -> ActionFunc:
+        source = f"{func.__module__}:{getattr(func, '__qualname__', repr(func))}"
+        existing = _REGISTRY.get(name)
+        if existing is not None and existing.source != source:
+            raise DuplicateActionError(
+                f"action {name!r} is registered twice: {existing.source} and {source}. "
+                "Fix: give one of them another name."
+            )
+        _REGISTRY[name] = ActionSpec(name, func, timeout, idempotent, retries if idempotent else 0, source)
+        return func
+
+    return register
+
+
+def registered_actions() -> Mapping[str, ActionSpec]:
+    """All actions registered so far, by name."""
+    return MappingProxyType(_REGISTRY)
+
+
+def discover_actions(project_dir: Path) -> Mapping[str, ActionSpec]:
+    """Import the project's ``actions/`` package so its decorators run.
+
+    The package is imported under its own name (``actions``) with the project directory
+    put first on ``sys.path``, so actions can import their helper modules normally.
+    """
+    package_dir = project_dir / "actions"
+    init = package_dir / "__init__.py"
+    if not init.is_file():
+        return registered_actions()
+    root = str(project_dir.resolve())
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    module_name = "actions"
+    loaded = sys.modules.get(module_name)
+    if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() != init.resolve():
+        # Another project's actions were imported before: forget them and this package's cache.
+        for key in [k for k in sys.modules if k == module_name or k.startswith(module_name + ".")]:
+            del sys.modules[key]
+        _REGISTRY.clear()
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, init, submodule_search_locations=[str(package_dir)])
+        if spec is None or spec.loader is None:
+            return registered_actions()
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    return registered_actions()

@@ -1,0 +1,1 @@
+"""Flows: step-by-step tasks and slot filling."""

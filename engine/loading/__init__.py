@@ -1,0 +1,1 @@
+"""Loading a project: parse -> schema-validate -> build models -> cross-check -> compile."""

@@ -1,0 +1,1 @@
+"""Natural-language understanding: training data, tokenisation, classification, entities."""

@@ -1,0 +1,1 @@
+"""Dialogue policies and their configuration."""
