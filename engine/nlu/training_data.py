@@ -82,7 +82,9 @@ def parse_annotated(raw: str) -> tuple[str, tuple[EntityAnnotation, ...]]:
     spans: list[EntityAnnotation] = []
     pos = 0
     length = 0
+    taken: list[tuple[int, int]] = []
     for m in _ANNOTATION.finditer(raw):
+        taken.append((m.start(), m.end()))
         out.append(raw[pos : m.start()])
         length += m.start() - pos
         text = m.group("text")
@@ -93,9 +95,15 @@ def parse_annotated(raw: str) -> tuple[str, tuple[EntityAnnotation, ...]]:
         pos = m.end()
     out.append(raw[pos:])
     plain = "".join(out)
-    stray = re.search(r"\]\(|\]\{", plain)
-    if stray is not None:
-        raise AnnotationError("an annotation is not closed or has an empty text", stray.start())
+    for stray in re.finditer(r"\]\(|\]\{", raw):
+        at = stray.start()
+        if any(start <= at < end for start, end in taken):
+            continue
+        if at > 0 and raw[at - 1] == "[":
+            raise AnnotationError("the annotation has an empty text: write [text](entity)", at - 1)
+        opener = raw[at + 1]
+        closer = ")" if opener == "(" else "}"
+        raise AnnotationError(f"the annotation's {opener!r} is not closed with {closer!r}", at + 1)
     return plain, tuple(spans)
 
 
@@ -112,6 +120,8 @@ def _annotation_fields(m: re.Match[str], text: str) -> tuple[str, str, str | Non
         data = json.loads(body)
     except json.JSONDecodeError as exc:
         raise AnnotationError(f"{body} is not valid JSON ({exc.msg})", m.start("json") - 1) from exc
+    except (ValueError, RecursionError) as exc:  # a number too long to convert, or nesting too deep
+        raise AnnotationError(f"{body[:80]} cannot be read ({exc})", m.start("json") - 1) from None
     if not isinstance(data, dict) or not isinstance(data.get("entity"), str):
         raise AnnotationError(f'{body} needs an "entity" name', m.start("json") - 1)
     unknown = set(data) - {"entity", "value", "role", "group"}

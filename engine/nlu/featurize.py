@@ -1,0 +1,223 @@
+"""Sparse features: TF-IDF over word and character n-grams, plus regex and lookup flags.
+
+Fitting uses scikit-learn's ``TfidfVectorizer`` with our own analyzers; inference does not
+use scikit-learn at all: the fitted vocabularies and idf weights are applied directly
+(``transform_one``), which costs a few tens of microseconds per utterance instead of the
+~1.5 ms of a ``vectorizer.transform`` call. Both paths give the same vectors (tested).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import sparse
+
+_DIGITS = re.compile(r"\d")
+
+
+@dataclass(frozen=True)
+class TfidfOptions:
+    """Settings of ``featurizer.tfidf.v1`` (``policies/pipeline.yml``)."""
+
+    word_ngrams: tuple[int, int] = (1, 2)
+    char_ngrams: tuple[int, int] = (2, 5)
+    char_weight: float = 1.0
+    """Scale of the character block relative to the word block."""
+    sublinear_tf: bool = True
+    min_df: int = 1
+    normalize_digits: bool = False
+    """Map every digit to 0 (helps with ids and amounts)."""
+    pattern_weight: float = 1.0
+    """Scale of the regex / lookup flags."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TfidfOptions:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for key in ("word_ngrams", "char_ngrams"):
+            if key in known:
+                known[key] = tuple(known[key])
+        return cls(**known)
+
+
+def normalize(tokens: Sequence[str], digits: bool) -> list[str]:
+    low = [t.lower() for t in tokens]
+    return [_DIGITS.sub("0", t) for t in low] if digits else low
+
+
+def word_grams(tokens: Sequence[str], lo: int, hi: int) -> list[str]:
+    out: list[str] = []
+    n_tok = len(tokens)
+    for n in range(lo, hi + 1):
+        if n == 1:
+            out.extend(tokens)
+        else:
+            out.extend(" ".join(tokens[i : i + n]) for i in range(n_tok - n + 1))
+    return out
+
+
+def char_grams(tokens: Sequence[str], lo: int, hi: int) -> list[str]:
+    """Character n-grams inside each token padded with spaces (sklearn's ``char_wb``)."""
+    out: list[str] = []
+    for tok in tokens:
+        w = f" {tok} "
+        length = len(w)
+        for n in range(lo, hi + 1):
+            if n > length:
+                break
+            out.extend(w[i : i + n] for i in range(length - n + 1))
+    return out
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fitted feature block: vocabulary, idf weights and where it sits in the vector."""
+
+    name: str
+    vocab: dict[str, int]
+    idf: npt.NDArray[np.float32]
+    offset: int
+    weight: float
+
+    @property
+    def size(self) -> int:
+        return len(self.vocab)
+
+
+def _has_phrase(text: str, phrase: str) -> bool:
+    """``phrase`` occurs in ``text`` as whole words ("no rush" is not in "piano rushed")."""
+    at = text.find(phrase)
+    while at >= 0:
+        end = at + len(phrase)
+        if (at == 0 or not _is_word_char(text[at - 1])) and (end == len(text) or not _is_word_char(text[end])):
+            return True
+        at = text.find(phrase, at + 1)
+    return False
+
+
+def _is_word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+@dataclass(frozen=True)
+class PatternFlags:
+    """Binary features: one per regex feature and lookup table of the training data."""
+
+    regexes: tuple[tuple[str, re.Pattern[str]], ...] = ()
+    lookups: tuple[tuple[str, frozenset[str]], ...] = ()
+    offset: int = 0
+    weight: float = 1.0
+
+    @property
+    def size(self) -> int:
+        return len(self.regexes) + len(self.lookups)
+
+    def active(self, text: str, tokens: Sequence[str]) -> list[int]:
+        hits: list[int] = []
+        for i, (_, pattern) in enumerate(self.regexes):
+            if pattern.search(text):
+                hits.append(self.offset + i)
+        if self.lookups:
+            low = {t.lower() for t in tokens}
+            lowered = text.lower()
+            for j, (_, elements) in enumerate(self.lookups):
+                if any((e in low) if " " not in e else _has_phrase(lowered, e) for e in elements):
+                    hits.append(self.offset + len(self.regexes) + j)
+        return hits
+
+
+@dataclass(frozen=True)
+class Featurizer:
+    """The fitted feature space (runtime side; no scikit-learn needed)."""
+
+    options: TfidfOptions
+    word: Block
+    char: Block
+    patterns: PatternFlags = field(default_factory=PatternFlags)
+
+    @property
+    def size(self) -> int:
+        return self.word.size + self.char.size + self.patterns.size
+
+    def transform_one(self, tokens: Sequence[str], text: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """(indices, values) of one utterance's feature vector."""
+        norm = normalize(tokens, self.options.normalize_digits)
+        o = self.options
+        idx: list[int] = []
+        val: list[float] = []
+        self._block(word_grams(norm, *o.word_ngrams), self.word, idx, val)
+        self._block(char_grams(norm, *o.char_ngrams), self.char, idx, val)
+        for j in self.patterns.active(text, tokens):
+            idx.append(j)
+            val.append(self.patterns.weight)
+        return np.asarray(idx, dtype=np.int64), np.asarray(val, dtype=np.float32)
+
+    def _block(self, grams: Iterable[str], block: Block, idx: list[int], val: list[float]) -> None:
+        counts: dict[int, int] = {}
+        vocab = block.vocab
+        for g in grams:
+            j = vocab.get(g)
+            if j is not None:
+                counts[j] = counts.get(j, 0) + 1
+        if not counts:
+            return
+        idf = block.idf
+        sub = self.options.sublinear_tf
+        items = [(j, ((1.0 + math.log(c)) if sub else float(c)) * float(idf[j])) for j, c in counts.items()]
+        norm = math.sqrt(sum(v * v for _, v in items)) or 1.0
+        scale = block.weight / norm
+        off = block.offset
+        for j, v in items:
+            idx.append(off + j)
+            val.append(v * scale)
+
+    def transform(self, token_lists: Sequence[Sequence[str]], texts: Sequence[str]) -> sparse.csr_matrix:
+        """Feature matrix of many utterances (CSR, float32)."""
+        indptr = [0]
+        all_idx: list[npt.NDArray[np.int64]] = []
+        all_val: list[npt.NDArray[np.float32]] = []
+        for tokens, text in zip(token_lists, texts, strict=True):
+            i, v = self.transform_one(tokens, text)
+            all_idx.append(i)
+            all_val.append(v)
+            indptr.append(indptr[-1] + len(i))
+        indices = np.concatenate(all_idx) if all_idx else np.zeros(0, dtype=np.int64)
+        data = np.concatenate(all_val) if all_val else np.zeros(0, dtype=np.float32)
+        return sparse.csr_matrix((data, indices, np.asarray(indptr)), shape=(len(texts), self.size), dtype=np.float32)
+
+
+def fit_featurizer(
+    token_lists: Sequence[Sequence[str]],
+    options: TfidfOptions,
+    regexes: Sequence[tuple[str, Sequence[str]]] = (),
+    lookups: Sequence[tuple[str, Sequence[str]]] = (),
+) -> Featurizer:
+    """Fit vocabularies and idf weights with scikit-learn's ``TfidfVectorizer``."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    norm = [normalize(t, options.normalize_digits) for t in token_lists]
+    blocks: list[Block] = []
+    offset = 0
+    for name, grams, weight in (
+        ("word", lambda toks: word_grams(toks, *options.word_ngrams), 1.0),
+        ("char", lambda toks: char_grams(toks, *options.char_ngrams), options.char_weight),
+    ):
+        vec = TfidfVectorizer(
+            analyzer=grams, sublinear_tf=options.sublinear_tf, min_df=options.min_df, dtype=np.float32
+        )
+        vec.fit(norm)
+        vocab = {str(k): int(v) for k, v in vec.vocabulary_.items()}
+        blocks.append(Block(name, vocab, np.asarray(vec.idf_, dtype=np.float32), offset, weight))
+        offset += len(vocab)
+    patterns = PatternFlags(
+        regexes=tuple((n, re.compile("|".join(f"(?:{p})" for p in pats))) for n, pats in regexes if pats),
+        lookups=tuple((n, frozenset(e.lower() for e in elems)) for n, elems in lookups if elems),
+        offset=offset,
+        weight=options.pattern_weight,
+    )
+    return Featurizer(options, blocks[0], blocks[1], patterns)
