@@ -65,6 +65,10 @@ def report(result: LoadResult, counts: dict[str, int]) -> dict[str, Any]:
     }
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def render(result: LoadResult, counts: dict[str, int]) -> str:
     lines = [d.format() for d in result.diagnostics]
     files = sum(counts.values())
@@ -77,9 +81,16 @@ def render(result: LoadResult, counts: dict[str, int]) -> str:
         p = result.project
         if lines:
             lines.append("")
-        lines.append(
-            f"✓ valid: {len(p.domain.intents)} intents, {len(p.domain.slots)} slots, {len(p.domain.responses)} responses, "
-            f"{len(p.flows)} flows, {len(p.policies.rules)} rules, {len(p.nlu.examples)} examples ({p.nlu.language}) "
-            f"in {files} file(s){warn_text}."
+        counts_text = ", ".join(
+            _count(n, word)
+            for n, word in (
+                (len(p.domain.intents), "intent"),
+                (len(p.domain.slots), "slot"),
+                (len(p.domain.responses), "response"),
+                (len(p.flows), "flow"),
+                (len(p.policies.rules), "rule"),
+                (len(p.nlu.examples), "example"),
+            )
         )
+        lines.append(f"✓ valid: {counts_text} ({p.nlu.language}) in {files} file(s){warn_text}.")
     return "\n".join(lines) + "\n"

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.diagnostics import EngineError, Location
@@ -31,7 +31,7 @@ from engine.diagnostics import EngineError, Location
 _TOKEN = re.compile(
     r"""
     (?P<ws>\s+)
-  | (?P<number>-?\d+(?:\.\d+)?)
+  | (?P<number>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
   | (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
   | (?P<op>==|!=|<=|>=|<|>|\(|\)|\[|\]|,)
   | (?P<name>[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z_][A-Za-z0-9_\-]*)*)
@@ -40,6 +40,8 @@ _TOKEN = re.compile(
 )
 _KEYWORDS = {"and", "or", "not", "is", "set", "in", "true", "false", "null", "True", "False", "None"}
 _LITERALS: dict[str, Any] = {"true": True, "True": True, "false": False, "False": False, "null": None, "None": None}
+MAX_DEPTH = 50
+"""Deepest nesting of parentheses, lists and ``not`` a condition may have."""
 
 
 class ConditionSyntaxError(EngineError, ValueError):
@@ -55,6 +57,8 @@ class ConditionSyntaxError(EngineError, ValueError):
 @dataclass(frozen=True, slots=True)
 class Literal:
     value: Any
+    offset: int = field(default=-1, compare=False)
+    """Where the literal starts in the condition text (-1: not from parsed text)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,16 +134,16 @@ class Condition:
         """Every slot the condition reads, in order."""
         return [node for node in _walk(self.tree) if isinstance(node, SlotRef)]
 
-    def compared_literals(self) -> list[tuple[SlotRef, Any]]:
+    def compared_literals(self) -> list[tuple[SlotRef, Literal]]:
         """(slot, literal) pairs from ``slot == 'x'`` / ``slot in ['x', 'y']`` tests."""
-        pairs: list[tuple[SlotRef, Any]] = []
+        pairs: list[tuple[SlotRef, Literal]] = []
         for node in _walk(self.tree):
             if isinstance(node, Compare) and node.op in ("==", "!="):
                 for a, b in ((node.left, node.right), (node.right, node.left)):
                     if isinstance(a, SlotRef) and isinstance(b, Literal):
-                        pairs.append((a, b.value))
+                        pairs.append((a, b))
             elif isinstance(node, In) and isinstance(node.left, SlotRef) and isinstance(node.right, ListExpr):
-                pairs.extend((node.left, item.value) for item in node.right.items if isinstance(item, Literal))
+                pairs.extend((node.left, item) for item in node.right.items if isinstance(item, Literal))
         return pairs
 
 
@@ -184,6 +188,13 @@ class _Parser:
         self.text = text
         self.tokens = list(self._tokenize(text))
         self.pos = 0
+        self.depth = 0
+
+    def nest(self, tok: _Tok) -> None:
+        """Enter a nested construct; a limit keeps parsing and evaluation off Python's stack limit."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ConditionSyntaxError(f"the condition nests more than {MAX_DEPTH} levels deep", self.text, tok.offset)
 
     def _tokenize(self, text: str) -> Iterator[_Tok]:
         i = 0
@@ -244,8 +255,12 @@ class _Parser:
         return items[0] if len(items) == 1 else BoolOp("and", tuple(items))
 
     def not_expr(self) -> Expr:
+        tok = self.peek()
         if self.accept("not"):
-            return Not(self.not_expr())
+            self.nest(tok)
+            inner = self.not_expr()
+            self.depth -= 1
+            return Not(inner)
         return self.test()
 
     def test(self) -> Expr:
@@ -268,11 +283,15 @@ class _Parser:
     def operand(self) -> Expr:
         tok = self.take()
         if tok.kind == "number":
-            return Literal(float(tok.text) if "." in tok.text else int(tok.text))
+            is_float = any(c in tok.text for c in ".eE")
+            try:
+                return Literal(float(tok.text) if is_float else int(tok.text), tok.offset)
+            except ValueError:  # more digits than int() converts
+                raise ConditionSyntaxError("the number is too long", self.text, tok.offset) from None
         if tok.kind == "string":
-            return Literal(_unquote(tok.text))
+            return Literal(_unquote(tok.text), tok.offset)
         if tok.kind == "kw" and tok.text in _LITERALS:
-            return Literal(_LITERALS[tok.text])
+            return Literal(_LITERALS[tok.text], tok.offset)
         if tok.kind == "name":
             name = tok.text[len("slots.") :] if tok.text.startswith("slots.") else tok.text
             if "." in name:
@@ -281,16 +300,20 @@ class _Parser:
                 )
             return SlotRef(name, tok.offset)
         if tok.kind == "op" and tok.text == "(":
+            self.nest(tok)
             inner = self.or_expr()
             self.expect(")", "')'")
+            self.depth -= 1
             return inner
         if tok.kind == "op" and tok.text == "[":
+            self.nest(tok)
             items: list[Expr] = []
             if not self.accept("]"):
                 items.append(self.operand())
                 while self.accept(","):
                     items.append(self.operand())
                 self.expect("]", "',' or ']'")
+            self.depth -= 1
             return ListExpr(tuple(items))
         got = "the end of the condition" if tok.kind == "end" else repr(tok.text)
         raise ConditionSyntaxError(f"expected a slot name or a value, got {got}", self.text, tok.offset)

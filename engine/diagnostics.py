@@ -25,6 +25,8 @@ class Location:
     col: int = 1
 
     def __str__(self) -> str:
+        if self.path.endswith("/"):
+            return self.path  # a whole folder: no line to point at
         return f"{self.path}:{self.line}:{self.col}"
 
 

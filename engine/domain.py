@@ -48,6 +48,12 @@ class SlotMapping:
     """The value a ``from_intent`` mapping sets."""
     active_flow: str | None = None
     loc: Location = field(default_factory=lambda: Location(""))
+    key_locs: tuple[tuple[str, Location], ...] = ()
+    """Where each key's value is written (``entity``, ``role``...), for precise diagnostics."""
+
+    def at(self, key: str) -> Location:
+        """Where the value of ``key`` is written; the mapping's own place if unknown."""
+        return next((loc for k, loc in self.key_locs if k == key), self.loc)
 
 
 @dataclass(frozen=True, slots=True)

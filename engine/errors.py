@@ -202,6 +202,11 @@ class Errors:
         "A rule or step names something that is neither a response nor an action.",
         "Use a response name (utter_...) or an action listed under `actions:`.",
     )
+    E322 = ErrorSpec(
+        "E322",
+        "The NLU pipeline names a component that is not registered.",
+        "Use a registered component name (see `valid:`), with its version suffix, e.g. classifier.linear.v1.",
+    )
     # -- warnings --------------------------------------------------------------------
     W001 = ErrorSpec("W001", "A YAML file is empty.", "Remove the file or give it content.")
     W002 = ErrorSpec("W002", "An intent has no training examples.", "Add examples in nlu_data/ or remove the intent.")

@@ -6,7 +6,7 @@ are resolved by :mod:`engine.flows.graph` at load time, never at run time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from engine.conditions import Condition
@@ -37,6 +37,8 @@ class StepBase:
     """Explicit ``next``; None means "the following step" (or END after the last)."""
     description: str | None
     loc: Location
+    name_loc: Location | None = field(default=None, kw_only=True)
+    """Where the name the step uses (its slot, response, action or flow) is written."""
 
 
 @dataclass(frozen=True, slots=True)

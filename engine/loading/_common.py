@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from engine.conditions import Condition, ConditionSyntaxError, parse_condition
+from engine.conditions import Literal as LiteralExpr
 from engine.diagnostics import Diagnostic, Location
 from engine.errors import Errors
 from engine.loading.yaml_reader import PathPart, SourceFile
@@ -55,6 +56,11 @@ def condition_at(source: SourceFile, path: Sequence[PathPart], text: str) -> tup
             f"the condition {text!r} does not parse: {exc.message}",
             expected="e.g. \"priority == 'high'\", \"customer_id is set and not vip\", \"priority in ['high', 'medium']\"",
         )
+
+
+def never(text: str) -> Condition:
+    """Stands in for a condition that did not parse (already reported): never true, reads no slot."""
+    return Condition(text, LiteralExpr(False))
 
 
 def names(value: str | list[str] | None) -> tuple[str, ...]:

@@ -110,6 +110,7 @@ def _slot(src: SourceFile, name: str, spec: dict[str, Any], loc: Location) -> Sl
             value=m.get("value"),
             active_flow=m.get("active_flow"),
             loc=src.loc(["slots", name, "mappings", i]),
+            key_locs=tuple((key, src.loc(["slots", name, "mappings", i, key])) for key in m),
         )
         for i, m in enumerate(spec.get("mappings", []))
     )

@@ -21,11 +21,13 @@ from engine.flows.model import (
     Step,
     UtterStep,
 )
-from engine.loading._common import Merged, condition_at
+from engine.loading._common import Merged, condition_at, never
 from engine.loading.yaml_reader import PathPart, SourceFile
 
 DEFAULT_MAX_RETRIES = 2
 DEFAULT_TRIGGER_THRESHOLD = 0.0
+_NAMED_KINDS = ("collect", "action", "utter", "link", "call")
+"""Step kinds whose value names something (a slot, an action, a response, a flow)."""
 
 
 def build_flows(files: list[SourceFile]) -> tuple[dict[str, Flow], list[Diagnostic]]:
@@ -56,7 +58,7 @@ def _flow(src: SourceFile, flow_id: str, spec: dict[str, Any]) -> tuple[Flow, li
             diags.append(
                 Errors.E316.at(
                     src.loc([*base, "steps", index, "id"]),
-                    f"flow {flow_id!r} has two steps with the id {step.id!r} (steps {seen_ids[step.id]} and {index})",
+                    f"flow {flow_id!r} has two steps with the id {step.id!r} (steps {seen_ids[step.id] + 1} and {index + 1})",
                     related=[steps[seen_ids[step.id]].loc],
                 )
             )
@@ -88,7 +90,9 @@ def _flow(src: SourceFile, flow_id: str, spec: dict[str, Any]) -> tuple[Flow, li
 def _auto_id(index: int, raw: dict[str, Any]) -> str:
     for kind in ("collect", "action", "utter", "link", "call"):
         if kind in raw:
-            return f"{index}_{kind}_{raw[kind]}"
+            name = str(raw[kind])
+            # `utter: utter_greet` -> 3_utter_greet, not 3_utter_utter_greet
+            return f"{index}_{name}" if name.startswith(f"{kind}_") else f"{index}_{kind}_{name}"
     if "set_slots" in raw:
         return f"{index}_set_slots"
     return f"{index}_noop"
@@ -106,6 +110,7 @@ def _step(
         "next": branches,
         "description": raw.get("description"),
         "loc": src.loc(path),
+        "name_loc": next((src.loc([*path, k]) for k in _NAMED_KINDS if k in raw), None),
     }
     if "collect" in raw:
         slot = raw["collect"]
@@ -164,6 +169,7 @@ def _next(src: SourceFile, path: list[PathPart], raw: Any, diags: list[Diagnosti
         cond, diag = condition_at(src, [*path, i, "if"], arm["if"])
         if diag:
             diags.append(diag)
-        if cond is not None:
-            branches.append(Branch(cond, arm["then"], src.loc([*path, i, "then"])))
+        # A branch whose condition did not parse (E315) is kept, never taken, so that its
+        # target is not also reported as unreachable.
+        branches.append(Branch(cond or never(arm["if"]), arm["then"], src.loc([*path, i, "then"])))
     return tuple(branches)

@@ -13,6 +13,7 @@ from engine.diagnostics import Diagnostic, Location
 from engine.loading._common import Merged, condition_at
 from engine.loading.yaml_reader import SourceFile
 from engine.policies.config import (
+    DEFAULT_PIPELINE,
     DEFAULT_POLICIES,
     DisallowedTopic,
     EmergencyConfig,
@@ -25,15 +26,6 @@ from engine.policies.config import (
     PolicyConfig,
     PolicyEntry,
     Rule,
-)
-
-DEFAULT_PIPELINE = (
-    "tokenizer.spacy.v1",
-    "featurizer.tfidf.v1",
-    "classifier.linear.v1",
-    "entities.regex.v1",
-    "entities.lookup.v1",
-    "entities.synonyms.v1",
 )
 
 
@@ -159,5 +151,6 @@ def _rule(src: SourceFile, i: int, raw: dict[str, Any]) -> tuple[Rule, Diagnosti
         condition=condition,
         then=tuple(raw["then"]),
         loc=src.loc(["rules", i, "when", "intent"]),
+        then_locs=tuple(src.loc(["rules", i, "then", j]) for j in range(len(raw["then"]))),
     )
     return rule, diag

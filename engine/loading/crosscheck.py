@@ -14,7 +14,7 @@ from typing import Any
 
 from engine.conditions import Condition
 from engine.diagnostics import Diagnostic, Location
-from engine.domain import Domain, Slot
+from engine.domain import Domain, Entity, Slot
 from engine.errors import Errors, ErrorSpec
 from engine.flows.graph import build_graph, flow_cycles
 from engine.flows.model import END, ActionStep, CallStep, CollectStep, Flow, LinkStep, SetSlotsStep, UtterStep
@@ -61,8 +61,13 @@ def _unknown(
     spec: ErrorSpec, what: str, name: str, loc: Location | None, valid: Iterable[str], context: str = ""
 ) -> Diagnostic:
     where = f" {context}" if context else ""
+    article = "an" if what[0] in "aeiou" else "a"
     return spec.at(
-        loc, f"unknown {what} {name!r}{where}", expected=f"the name of a {what} that exists", valid=valid, name=name
+        loc,
+        f"unknown {what} {name!r}{where}",
+        expected=f"the name of {article} {what} that exists",
+        valid=valid,
+        name=name,
     )
 
 
@@ -86,6 +91,19 @@ def _conditions(parts: ProjectParts) -> Iterator[tuple[Condition, str]]:
                 yield var.condition, f"in a condition of response {response.name!r}"
 
 
+def _undeclared(entity: Entity, kind: str, name: str, loc: Location | None, context: str) -> Diagnostic:
+    declared = entity.roles if kind == "role" else entity.groups
+    listing = ", ".join(declared) if declared else "none"
+    return Errors.E320.at(
+        loc,
+        f"entity {entity.name!r} has no {kind} {name!r} ({context})",
+        expected=f"a {kind} declared for entity {entity.name!r} in domain/ (declared: {listing})",
+        valid=declared,
+        name=name,
+        fix=f"Add {name!r} to the `{kind}s` of entity {entity.name!r} in domain/, or correct the name.",
+    )
+
+
 def _step_context(flow: Flow, step_id: str) -> str:
     return f"in flow {flow.id!r}, step {step_id!r}"
 
@@ -106,7 +124,12 @@ def check_slots_referenced(parts: ProjectParts) -> Iterator[Diagnostic]:
         for step in flow.steps:
             if isinstance(step, CollectStep) and step.slot not in slots:
                 yield _unknown(
-                    Errors.E301, "slot", step.slot, step.loc, slots, f"collected {_step_context(flow, step.id)}"
+                    Errors.E301,
+                    "slot",
+                    step.slot,
+                    step.name_loc or step.loc,
+                    slots,
+                    f"collected {_step_context(flow, step.id)}",
                 )
             if isinstance(step, SetSlotsStep):
                 for name, _, loc in step.values:
@@ -124,16 +147,21 @@ def check_responses_referenced(parts: ProjectParts) -> Iterator[Diagnostic]:
         for step in flow.steps:
             if isinstance(step, UtterStep) and step.response not in responses:
                 yield _unknown(
-                    Errors.E302, "response", step.response, step.loc, responses, _step_context(flow, step.id)
+                    Errors.E302,
+                    "response",
+                    step.response,
+                    step.name_loc or step.loc,
+                    responses,
+                    _step_context(flow, step.id),
                 )
             if isinstance(step, CollectStep):
                 if step.utter_explicit and step.utter not in responses:
                     yield _unknown(
                         Errors.E302, "response", step.utter, step.loc, responses, _step_context(flow, step.id)
                     )
-                elif not step.utter_explicit and step.utter not in responses:
+                elif not step.utter_explicit and step.utter not in responses and step.slot in parts.domain.slots:
                     yield Errors.E310.at(
-                        step.loc,
+                        step.name_loc or step.loc,
                         f"nothing asks for slot {step.slot!r} {_step_context(flow, step.id)}: there is no response {step.utter!r}",
                         expected=f"a response {step.utter!r} in domain/, or `utter:` on the step",
                         fix=f"Add `{step.utter}:` under `responses:` in domain/, or give the step `utter: <response>`.",
@@ -158,12 +186,14 @@ def check_actions_referenced(parts: ProjectParts) -> Iterator[Diagnostic]:
     for flow in parts.flows.values():
         for step in flow.steps:
             if isinstance(step, ActionStep) and not _is_response_or_action(step.action, parts):
-                yield _unknown(Errors.E303, "action", step.action, step.loc, valid, _step_context(flow, step.id))
+                yield _unknown(
+                    Errors.E303, "action", step.action, step.name_loc or step.loc, valid, _step_context(flow, step.id)
+                )
     for rule in parts.policies.rules:
-        for name in rule.then:
+        for j, name in enumerate(rule.then):
             if not _is_response_or_action(name, parts):
                 yield Errors.E321.at(
-                    rule.loc,
+                    rule.then_locs[j] if j < len(rule.then_locs) else rule.loc,
                     f"rule {rule.name!r} runs {name!r}, which is neither a response nor an action",
                     expected="a response (utter_...) or an action listed under `actions:`",
                     valid=valid,
@@ -194,7 +224,8 @@ def check_intents_referenced(parts: ProjectParts) -> Iterator[Diagnostic]:
     used.extend((i, loc, "in `handoff.intents` of policies/") for i, loc in parts.policies.intent_refs)
     for slot in parts.domain.slots.values():
         for m in slot.mappings:
-            used.extend((i, m.loc, f"in a mapping of slot {slot.name!r}") for i in (*m.intents, *m.not_intents))
+            used.extend((i, m.at("intent"), f"in a mapping of slot {slot.name!r}") for i in m.intents)
+            used.extend((i, m.at("not_intent"), f"in a mapping of slot {slot.name!r}") for i in m.not_intents)
     for response in parts.domain.responses.values():
         for var in response.variations:
             for button in (*var.buttons, *var.quick_replies):
@@ -243,22 +274,20 @@ def check_entities_referenced(parts: ProjectParts) -> Iterator[Diagnostic]:
                 continue
             entity = entities.get(m.entity)
             if entity is None:
-                yield _unknown(Errors.E305, "entity", m.entity, m.loc, entities, f"in a mapping of slot {slot.name!r}")
+                yield _unknown(
+                    Errors.E305, "entity", m.entity, m.at("entity"), entities, f"in a mapping of slot {slot.name!r}"
+                )
                 continue
             if m.role is not None and m.role not in entity.roles:
-                yield Errors.E320.at(
-                    m.loc, f"entity {m.entity!r} has no role {m.role!r}", valid=entity.roles, name=m.role
-                )
+                yield _undeclared(entity, "role", m.role, m.at("role"), f"in a mapping of slot {slot.name!r}")
             if m.group is not None and m.group not in entity.groups:
-                yield Errors.E320.at(
-                    m.loc, f"entity {m.entity!r} has no group {m.group!r}", valid=entity.groups, name=m.group
-                )
+                yield _undeclared(entity, "group", m.group, m.at("group"), f"in a mapping of slot {slot.name!r}")
             if m.active_flow is not None and m.active_flow not in parts.flows:
                 yield _unknown(
                     Errors.E306,
                     "flow",
                     m.active_flow,
-                    m.loc,
+                    m.at("active_flow"),
                     parts.flows,
                     f"in `active_flow` of a mapping of slot {slot.name!r}",
                 )
@@ -287,16 +316,11 @@ def check_entities_referenced(parts: ProjectParts) -> Iterator[Diagnostic]:
                     f"annotated in an example of intent {example.intent!r}",
                 )
             elif ann.role is not None and ann.role not in entity.roles:
-                yield Errors.E320.at(
-                    example.loc, f"entity {ann.entity!r} has no role {ann.role!r}", valid=entity.roles, name=ann.role
-                )
+                context = f"in an example of intent {example.intent!r}"
+                yield _undeclared(entity, "role", ann.role, example.loc, context)
             elif ann.group is not None and ann.group not in entity.groups:
-                yield Errors.E320.at(
-                    example.loc,
-                    f"entity {ann.entity!r} has no group {ann.group!r}",
-                    valid=entity.groups,
-                    name=ann.group,
-                )
+                context = f"in an example of intent {example.intent!r}"
+                yield _undeclared(entity, "group", ann.group, example.loc, context)
 
 
 def check_flow_structure(parts: ProjectParts) -> Iterator[Diagnostic]:
@@ -325,13 +349,14 @@ def check_flow_structure(parts: ProjectParts) -> Iterator[Diagnostic]:
                     expected="the id of a step in this flow, or END",
                     valid=[*step_ids, END],
                     name=step.on_failure,
+                    fix=f"Add a step with `id: {step.on_failure}`, or point `on_failure` at an existing id or END.",
                 )
             if isinstance(step, LinkStep | CallStep) and step.flow not in parts.flows:
                 yield _unknown(
                     Errors.E306,
                     "flow",
                     step.flow,
-                    step.loc,
+                    step.name_loc or step.loc,
                     parts.flows,
                     f"in `{step.kind}` {_step_context(flow, step.id)}",
                 )
@@ -407,15 +432,18 @@ def check_slot_values(parts: ProjectParts) -> Iterator[Diagnostic]:
                     if name in slots and value is not None:
                         yield from _value_fits(slots[name], value, loc, f"by set_slots {_step_context(flow, step.id)}")
     for cond, context in _conditions(parts):
-        for ref, value in cond.compared_literals():
+        for ref, literal in cond.compared_literals():
             compared = slots.get(ref.name)
+            value = literal.value
             if (
                 compared is not None
                 and compared.type == "categorical"
                 and value is not None
                 and value not in compared.values
             ):
-                yield _categorical(compared, value, cond.at(ref.offset), context)
+                yield _categorical(
+                    compared, value, cond.at(literal.offset if literal.offset >= 0 else ref.offset), context
+                )
 
 
 def _categorical(slot: Slot, value: Any, loc: Location | None, context: str) -> Diagnostic:
@@ -427,6 +455,16 @@ def _categorical(slot: Slot, value: Any, loc: Location | None, context: str) -> 
         valid=shown,
         name=str(value),
     )
+
+
+_TYPE_VALUES = {
+    "text": "a string",
+    "bool": "true or false",
+    "float": "a number",
+    "list": "a list",
+    "any": "any value",
+}
+"""What ``expected:`` says for a value of each (non-categorical) slot type."""
 
 
 def _value_fits(slot: Slot, value: Any, loc: Location, context: str) -> Iterator[Diagnostic]:
@@ -445,7 +483,7 @@ def _value_fits(slot: Slot, value: Any, loc: Location, context: str) -> Iterator
         yield Errors.E317.at(
             loc,
             f"slot {slot.name!r} is a {slot.type} slot, but is set to {value!r} {context}",
-            expected=f"a {slot.type} value",
+            expected=_TYPE_VALUES[slot.type],
         )
         return
     if slot.type == "float":
@@ -455,6 +493,21 @@ def _value_fits(slot: Slot, value: Any, loc: Location, context: str) -> Iterator
                 loc,
                 f"{value!r} is outside the range of slot {slot.name!r} [{low}, {high}] ({context})",
                 expected=f"a number between {low} and {high}",
+            )
+
+
+def check_pipeline_components(parts: ProjectParts) -> Iterator[Diagnostic]:
+    from engine.registrations import nlu_components
+
+    available = nlu_components.names()
+    for component in parts.policies.pipeline:
+        if component.name not in nlu_components:
+            yield Errors.E322.at(
+                component.loc,
+                f"unknown NLU component {component.name!r} in the pipeline",
+                expected="the name of a registered component",
+                valid=available,
+                name=component.name,
             )
 
 
@@ -468,4 +521,5 @@ CHECKS: tuple[Callable[[ProjectParts], Iterable[Diagnostic]], ...] = (
     check_placeholders,
     check_example_conflicts,
     check_slot_values,
+    check_pipeline_components,
 )

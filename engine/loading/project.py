@@ -77,7 +77,8 @@ def load_project(root: Path | str, *, import_actions: bool = True) -> LoadResult
     for kind in SCHEMA_KINDS:
         files = project_files(root, kind)
         if not files and kind in REQUIRED_FOLDERS:
-            diags.append(Errors.E005.at(Location(f"{kind}/"), f"the folder {kind}/ is missing or has no .yml files"))
+            problem = "has no .yml or .yaml files" if (root / kind).is_dir() else "is missing"
+            diags.append(Errors.E005.at(Location(f"{kind}/"), f"the folder {kind}/ {problem}"))
         for path in files:
             source, read_diags = read_source(root, path, kind)
             diags.extend(read_diags)

@@ -78,7 +78,13 @@ def check_source(source: SourceFile) -> list[Diagnostic]:
     validator = _validator(source.kind)
     out: list[Diagnostic] = []
     seen: set[tuple[str, int, int, str]] = set()
-    for error in sorted(validator.iter_errors(source.data), key=lambda e: [str(p) for p in e.absolute_path]):
+    errors = sorted(validator.iter_errors(source.data), key=lambda e: [str(p) for p in e.absolute_path])
+    # A value of the wrong type (a step that is a number, say) also fails every other rule
+    # about it (which kind of step, which keys go together): say only that the type is wrong.
+    mistyped = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
+    for error in errors:
+        if error.validator != "type" and tuple(error.absolute_path) in mistyped:
+            continue
         for diag in _explain(error, source, validator):
             assert diag.location is not None
             key = (diag.code, diag.location.line, diag.location.col, diag.message)
@@ -152,8 +158,12 @@ def _explain(error: ValidationError, source: SourceFile, validator: Draft202012V
     elif kind == "pattern":
         description = str(schema.get("description") or f"a string matching {bound}")
         what = "a valid name" if description.startswith("A name") else "of the expected form"
+        # A bad key (propertyNames) is reported on its parent mapping: point at the key itself.
+        at = source.loc(path)
+        if "propertyNames" in error.absolute_schema_path and isinstance(instance, str):
+            at = source.loc([*path, instance], key=True)
         yield Errors.E105.at(
-            source.loc(path),
+            at,
             f"{_where(path)}: {json.dumps(instance)[:80]} is not {what}",
             expected=description,
             fix=None if what == "a valid name" else f"Write a value of the form: {description}",
@@ -172,7 +182,9 @@ def _explain(error: ValidationError, source: SourceFile, validator: Draft202012V
             expected=_size_message(kind, bound),
         )
     elif kind == "uniqueItems":
-        yield Errors.E110.at(source.loc(path), f"{_where(path)}: the list has repeated items")
+        repeated = _repeated(instance) if isinstance(instance, list) else []
+        listing = f": {', '.join(repeated)}" if repeated else ""
+        yield Errors.E110.at(source.loc(path), f"{_where(path)}: the list has repeated items{listing}")
     elif kind == "propertyNames":
         yield from _explain_property_name(error, source, validator)
     elif kind == "not":
@@ -181,6 +193,18 @@ def _explain(error: ValidationError, source: SourceFile, validator: Draft202012V
         yield from _explain_alternatives(error, source, validator, path)
     else:
         yield Errors.E109.at(source.loc(path), f"{_where(path)}: {error.message[:200]}")
+
+
+def _repeated(items: list[Any]) -> list[str]:
+    """The items that appear more than once, each shown once, in order."""
+    seen: list[str] = []
+    out: list[str] = []
+    for item in items:
+        shown = json.dumps(item, sort_keys=True)[:80]
+        if shown in seen and shown not in out:
+            out.append(shown)
+        seen.append(shown)
+    return out
 
 
 def _schema_of(error: ValidationError) -> dict[str, Any]:

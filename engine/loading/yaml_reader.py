@@ -8,6 +8,8 @@ problems come back as diagnostics.
 from __future__ import annotations
 
 import datetime as _dt
+import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError, YAMLFutureWarning, YAMLWarning
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
 from engine.diagnostics import Diagnostic, Location
@@ -63,7 +65,7 @@ def _lookup_key(mapping: dict[Any, Any], part: PathPart) -> Any:
     if part in mapping:
         return part
     for k in mapping:
-        if str(k) == str(part):
+        if _plain_key(k) == str(part):
             return k
     raise KeyError(part)
 
@@ -122,7 +124,7 @@ def to_plain(node: Any, budget: _Budget | None = None) -> Any:
     if isinstance(node, float):
         return float(node)
     if isinstance(node, str):
-        return str(node)
+        return _text(node)
     if isinstance(node, _dt.datetime | _dt.date):
         return node.isoformat()
     if isinstance(node, bytes):
@@ -130,9 +132,24 @@ def to_plain(node: Any, budget: _Budget | None = None) -> Any:
     return str(node)
 
 
+def _text(value: str) -> str:
+    """A plain ``str`` that encodes as UTF-8.
+
+    YAML's ``"\\ud83d\\ude00"`` escapes give UTF-16 surrogates: a pair becomes the character it
+    encodes, a lone one U+FFFD (so messages, JSON and stores never meet unencodable text).
+    """
+    text = str(value)
+    if _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _plain_key(key: Any) -> str:
     if isinstance(key, str):
-        return str(key)
+        return _text(key)
     if isinstance(key, bool):
         return "true" if key else "false"
     if key is None:
@@ -172,20 +189,27 @@ def read_source(project_dir: Path, file: Path, kind: str) -> tuple[SourceFile | 
 def parse_text(text: str, rel: str, kind: str) -> tuple[SourceFile | None, list[Diagnostic]]:
     """Parse YAML text that claims to be the file ``rel`` of folder ``kind``."""
     try:
-        tree = _yaml().load(text)
+        with warnings.catch_warnings():
+            # ruamel.yaml warns, rather than fails, on legal YAML such as a reused anchor
+            # or a YAML 1.1 float; neither is a problem of the project.
+            warnings.simplefilter("ignore", YAMLWarning)
+            warnings.simplefilter("ignore", YAMLFutureWarning)
+            tree = _yaml().load(text)
     except DuplicateKeyError as exc:
         return None, [_duplicate_key(exc, rel)]
     except MarkedYAMLError as exc:
-        return None, [_syntax_error(exc, rel)]
+        return None, [_syntax_error(exc, rel, text)]
     except RecursionError:
         return None, [Errors.E006.at(Location(rel), "the YAML nests too deeply to read")]
     except YAMLError as exc:
         return None, [Errors.E001.at(Location(rel), _one_line(str(exc)))]
-    except (ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError) as exc:
-        # ruamel.yaml raises these on some malformed inputs (e.g. odd tags or anchors).
-        return None, [
-            Errors.E001.at(Location(rel), f"the YAML could not be read: {_one_line(str(exc)) or type(exc).__name__}")
-        ]
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError, AssertionError) as exc:
+        # ruamel.yaml raises these on some malformed inputs (e.g. odd tags or anchors, or an
+        # `!!omap` with a repeated key, which trips an assert).
+        detail = _one_line(str(exc)) or (
+            "a key is repeated in an `!!omap`" if isinstance(exc, AssertionError) else type(exc).__name__
+        )
+        return None, [Errors.E001.at(Location(rel), f"the YAML could not be read: {detail}")]
     if tree is None:
         return None, [Errors.W001.at(Location(rel), "the file is empty")]
     try:
@@ -200,10 +224,21 @@ def parse_text(text: str, rel: str, kind: str) -> tuple[SourceFile | None, list[
             Errors.E004.at(
                 Location(rel),
                 f"the top level of a {kind} file must be a mapping, got {got}",
-                expected="a mapping of keys, e.g. `intents:`",
+                expected=f"a mapping of keys, e.g. {_TOP_KEYS.get(kind, '`version:`')}",
+                fix=f"Start the file with its top-level keys, e.g. {_TOP_KEYS.get(kind, '`version:`')}, "
+                "and put lists under one of them.",
             )
         ]
     return SourceFile(rel, kind, data, tree, text), []
+
+
+_TOP_KEYS = {
+    "domain": "`intents:`, `slots:` or `responses:`",
+    "flows": "`flows:`",
+    "policies": "`rules:` or `policies:`",
+    "nlu_data": "`nlu:`",
+}
+"""Example top-level keys of each folder's files, for E004."""
 
 
 def _mark(mark: Any) -> tuple[int, int]:
@@ -212,11 +247,39 @@ def _mark(mark: Any) -> tuple[int, int]:
     return int(mark.line) + 1, int(mark.column) + 1
 
 
-def _syntax_error(exc: MarkedYAMLError, rel: str) -> Diagnostic:
+_SYNTAX_HINTS = (
+    ("found character '\\t'", "a tab character: indent YAML with spaces only"),
+    (
+        "mapping values are not allowed here",
+        "unexpected ':' here: quote a value that contains ': ', and indent each key like the keys beside it",
+    ),
+    ("but found '<block sequence start>'", "this list item is not lined up with the lines above it"),
+    ("but found '<block mapping start>'", "this key is not lined up with the keys above it"),
+)
+"""Plain words for ruamel.yaml's commonest parser messages (matched on a fragment)."""
+
+
+def _syntax_error(exc: MarkedYAMLError, rel: str, text: str) -> Diagnostic:
     line, col = _mark(exc.problem_mark or exc.context_mark)
-    problem = exc.problem or "invalid YAML"
-    context = f" ({_one_line(exc.context)})" if exc.context else ""
-    return Errors.E001.at(Location(rel, line, col), f"invalid YAML: {_one_line(problem)}{context}")
+    problem = _one_line(exc.problem or "invalid YAML")
+    context = _one_line(exc.context or "")
+    parser = f"{problem}, {context}" if context else problem
+    if "end of stream" in problem and "quoted scalar" in context and exc.context_mark is not None:
+        line, col = _mark(exc.context_mark)
+        return Errors.E001.at(
+            Location(rel, line, col),
+            f"invalid YAML: the quoted string that starts here is never closed (the parser says: {parser})",
+        )
+    hint = next((words for fragment, words in _SYNTAX_HINTS if fragment in problem), None)
+    lines = text.splitlines()
+    before = lines[line - 1][col - 2] if 0 < line <= len(lines) and 1 < col <= len(lines[line - 1]) + 1 else ""
+    if hint is None and "but found" in problem and before in ("'", '"'):
+        hint = (
+            "a quoted string ends just before this point: a closing quote may be missing on an earlier line, "
+            "or a quote inside the string is not escaped (\\\" inside \"...\", '' inside '...')"
+        )
+    plain = f"{hint} (the parser says: {parser})" if hint else (f"{problem} ({context})" if context else problem)
+    return Errors.E001.at(Location(rel, line, col), f"invalid YAML: {plain}")
 
 
 def _duplicate_key(exc: DuplicateKeyError, rel: str) -> Diagnostic:

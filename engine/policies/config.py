@@ -25,6 +25,9 @@ class Rule:
     condition: Condition | None
     then: tuple[str, ...]
     loc: Location
+    """Where the rule's intent is written."""
+    then_locs: tuple[Location, ...] = ()
+    """Where each name of ``then`` is written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,17 @@ class PipelineComponent:
     options: Mapping[str, object]
     loc: Location
 
+
+DEFAULT_PIPELINE = (
+    "tokenizer.spacy.v1",
+    "featurizer.tfidf.v1",
+    "classifier.linear.v1",
+    "entities.regex.v1",
+    "entities.lookup.v1",
+    "entities.synonyms.v1",
+    "entities.tagger.v1",
+)
+"""The NLU components used when ``policies/`` has no ``pipeline``."""
 
 DEFAULT_POLICIES = (
     ("rule_policy", 6),
