@@ -37,7 +37,7 @@ def load_spacy(lang: str, model: str | None = None) -> Any:
             if model
             else "use a language code spaCy supports (en, ja, de, fr, ...); Japanese needs `sudachipy` and `sudachidict-core`"
         )
-        raise TokenizerError(f"cannot load {what}: {exc}. Fix: {fix}") from exc
+        raise TokenizerError(f"cannot load {what}: {str(exc).rstrip('.')}. Fix: {fix}") from exc
 
 
 class Tokenizer:

@@ -46,6 +46,7 @@ def train_nlu(
     progress: Progress = _no_progress,
     *,
     cross_validate: bool = True,
+    tokenizer: Tokenizer | None = None,
 ) -> NluModel:
     """Fit every component of the pipeline on ``data``."""
     if not data.examples:
@@ -53,7 +54,8 @@ def train_nlu(
     started = time.perf_counter()
     steps = 5
     progress("tokenizer", 0, steps)
-    tokenizer = Tokenizer(data.language, pipeline.tokenizer_model)
+    if tokenizer is None or tokenizer.lang != data.language or tokenizer.model != pipeline.tokenizer_model:
+        tokenizer = Tokenizer(data.language, pipeline.tokenizer_model)
     texts = [ex.text for ex in data.examples]
     labels = [ex.intent for ex in data.examples]
     token_lists = [tokenizer(t) for t in texts]
@@ -96,7 +98,7 @@ def train_nlu(
     progress("cross-validation", 4, steps)
     cv: dict[str, Any]
     if cross_validate and len(data.examples) <= CV_MAX_EXAMPLES:
-        cv = cross_validation(data, pipeline, entity_names)
+        cv = cross_validation(data, pipeline, entity_names, tokenizer=tokenizer)
     else:
         cv = {"skipped": f"more than {CV_MAX_EXAMPLES} examples; run `taiwa eval nlu` for held-out scores"}
     model.card = model_card(model, data, pipeline, fp, train_seconds, cv)
@@ -144,7 +146,11 @@ def model_card(
 
 
 def cross_validation(
-    data: TrainingData, pipeline: PipelineConfig, entity_names: frozenset[str], folds: int = 3
+    data: TrainingData,
+    pipeline: PipelineConfig,
+    entity_names: frozenset[str],
+    folds: int = 3,
+    tokenizer: Tokenizer | None = None,
 ) -> dict[str, Any]:
     """Stratified k-fold intent accuracy / macro F1 and entity F1 (exact span + value)."""
     from sklearn.metrics import f1_score
@@ -163,7 +169,7 @@ def cross_validation(
         sub = TrainingData(
             data.language, tuple(examples[i] for i in train_idx), data.synonyms, data.regexes, data.lookups
         )
-        fold_model = train_nlu(sub, pipeline, entity_names, cross_validate=False)
+        fold_model = train_nlu(sub, pipeline, entity_names, cross_validate=False, tokenizer=tokenizer)
         test = [examples[i] for i in test_idx]
         for ex, result in zip(test, fold_model.parse_batch([e.text for e in test]), strict=True):
             y_true.append(ex.intent)
