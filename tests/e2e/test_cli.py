@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ from jsonschema import Draft202012Validator
 
 from cli.main import main
 from engine import __version__
-from engine.actions import registry
 from engine.flows.diagram import step_label
 from engine.loading.project import load_project
 from engine.loading.schema_check import SCHEMA_KINDS
@@ -24,18 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOT = shutil.which("dot")
 
 
-@pytest.fixture(autouse=True)
-def _isolated_actions(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """`validate` imports a project's actions/ package: undo that after each test."""
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    modules = {k: v for k, v in sys.modules.items() if k == "actions" or k.startswith("actions.")}
-    saved = dict(registry._REGISTRY)
-    yield
-    for key in [k for k in sys.modules if k == "actions" or k.startswith("actions.")]:
-        del sys.modules[key]
-    sys.modules.update(modules)
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(saved)
+pytestmark = pytest.mark.usefixtures("isolated_actions")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

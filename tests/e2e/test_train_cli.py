@@ -11,15 +11,12 @@ import io
 import json
 import re
 import shutil
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from cli.main import main
-from engine.actions import registry
 from engine.nlu.artifact import LATEST, load_model
 from engine.nlu.model import NluModel
 
@@ -35,19 +32,7 @@ class FirstRun:
     models: Path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _isolated_actions() -> Iterator[None]:
-    """Loading a project imports its actions/ package: undo that after this module."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "path", list(sys.path))
-        modules = {k: v for k, v in sys.modules.items() if k == "actions" or k.startswith("actions.")}
-        saved = dict(registry._REGISTRY)
-        yield
-        for key in [k for k in sys.modules if k == "actions" or k.startswith("actions.")]:
-            del sys.modules[key]
-        sys.modules.update(modules)
-        registry._REGISTRY.clear()
-        registry._REGISTRY.update(saved)
+pytestmark = pytest.mark.usefixtures("isolated_actions_module")
 
 
 @pytest.fixture(scope="module")
