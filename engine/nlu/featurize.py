@@ -18,6 +18,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import sparse
 
+from engine.nlu.training_data import compile_any
+
 _DIGITS = re.compile(r"\d")
 
 
@@ -224,7 +226,7 @@ def fit_featurizer(
         blocks.append(Block(name, vocab, np.asarray(vec.idf_, dtype=np.float32), offset, weight))
         offset += len(vocab)
     patterns = PatternFlags(
-        regexes=tuple((n, re.compile("|".join(f"(?:{p})" for p in pats))) for n, pats in regexes if pats),
+        regexes=tuple((n, compile_any(pats)) for n, pats in regexes if pats),
         lookups=tuple((n, frozenset(e.lower() for e in elems)) for n, elems in lookups if elems),
         offset=offset,
         weight=options.pattern_weight,

@@ -80,19 +80,21 @@ class NluModel:
 
     def parse_batch(self, texts: Sequence[str]) -> list[ParseResult]:
         """Parse many utterances with one matrix product for the intents."""
-        token_lists = [self.tokenizer(t) for t in texts]
         if not texts:
             return []
-        proba = self.classifier.proba(self.featurizer.transform(token_lists, texts))
+        token_lists, proba = self._proba(texts)
         return [self._result(t, toks, p) for t, toks, p in zip(texts, token_lists, proba, strict=True)]
 
     def predict_intents(self, texts: Sequence[str]) -> tuple[list[str], npt.NDArray[np.float64]]:
         """Top intent and its confidence for many texts (no entities, no ranking)."""
-        token_lists = [self.tokenizer(t) for t in texts]
-        proba = self.classifier.proba(self.featurizer.transform(token_lists, texts))
+        _, proba = self._proba(texts)
         top = proba.argmax(axis=1)
         classes = self.classifier.classes
         return [classes[i] for i in top], proba[np.arange(len(texts)), top]
+
+    def _proba(self, texts: Sequence[str]) -> tuple[list[list[str]], npt.NDArray[np.float64]]:
+        token_lists = [self.tokenizer(t) for t in texts]
+        return token_lists, self.classifier.proba(self.featurizer.transform(token_lists, texts))
 
     def _result(self, text: str, tokens: Sequence[str], proba: npt.NDArray[np.float64]) -> ParseResult:
         k = min(RANKING_SIZE, len(proba))

@@ -26,7 +26,7 @@ from engine.nlu.featurize import fit_featurizer
 from engine.nlu.model import NluModel
 from engine.nlu.pipeline import PipelineConfig
 from engine.nlu.tokenize import Tokenizer
-from engine.nlu.training_data import Example, TrainingData
+from engine.nlu.training_data import Example, TrainingData, compile_any
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: called as training advances."""
@@ -70,14 +70,8 @@ def train_nlu(
     tagger = fit_tagger(data.examples, tokenizer) if pipeline.tagger else None
     regex = None
     if pipeline.regex_entities:
-        pats = [
-            (r.name, "|".join(f"(?:{p})" for p in r.patterns))
-            for r in data.regexes
-            if r.name in entity_names and r.patterns
-        ]
-        import re
-
-        regex = RegexExtractor(tuple((n, re.compile(p)) for n, p in pats)) if pats else None
+        pats = [(r.name, compile_any(r.patterns)) for r in data.regexes if r.name in entity_names and r.patterns]
+        regex = RegexExtractor(tuple(pats)) if pats else None
     lookup = None
     if pipeline.lookup_entities:
         tables = [(lk.name, lk.elements) for lk in data.lookups if lk.name in entity_names]

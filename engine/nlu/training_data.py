@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.diagnostics import EngineError, Location
@@ -74,6 +74,11 @@ class TrainingData:
 
     def examples_for(self, intent: str) -> list[Example]:
         return [ex for ex in self.examples if ex.intent == intent]
+
+
+def compile_any(patterns: Sequence[str]) -> re.Pattern[str]:
+    """One regex matching any of ``patterns`` (each kept as its own group-free alternative)."""
+    return re.compile("|".join(f"(?:{p})" for p in patterns))
 
 
 def parse_annotated(raw: str) -> tuple[str, tuple[EntityAnnotation, ...]]:
