@@ -78,6 +78,7 @@ def save_model(model: NluModel, models_dir: Path) -> Path:
         "pattern_regexes": [[n, p.pattern] for n, p in fz.patterns.regexes],
         "pattern_lookups": [[n, sorted(e)] for n, e in fz.patterns.lookups],
         "pattern_weight": fz.patterns.weight,
+        "pattern_word_boundaries": fz.patterns.word_boundaries,
         "classes": list(model.classifier.classes),
         "temperature": model.classifier.temperature,
         "regex_entities": [[n, p.pattern] for n, p in model.regex.patterns] if model.regex else None,
@@ -106,8 +107,9 @@ def save_model(model: NluModel, models_dir: Path) -> Path:
     return target
 
 
-def resolve_model_dir(path: Path) -> Path:
+def resolve_model_dir(path: str | Path) -> Path:
     """A model folder, or a ``models/`` folder whose ``latest`` names one."""
+    path = Path(path)
     if (path / "meta.json").is_file():
         return path
     latest = path / LATEST
@@ -118,7 +120,7 @@ def resolve_model_dir(path: Path) -> Path:
     raise ModelNotFoundError(f"no trained model in {path}. Fix: run `taiwa train` first.")
 
 
-def load_model(path: Path) -> NluModel:
+def load_model(path: str | Path) -> NluModel:
     """Load a model folder (or ``models/`` with ``latest``)."""
     folder = resolve_model_dir(path)
     meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
@@ -137,6 +139,7 @@ def load_model(path: Path) -> NluModel:
         lookups=tuple((n, frozenset(e)) for n, e in meta["pattern_lookups"]),
         offset=word.size + char.size,
         weight=float(meta["pattern_weight"]),
+        word_boundaries=bool(meta.get("pattern_word_boundaries", True)),
     )
     classifier = LinearIntentModel(
         tuple(meta["classes"]), arrays["weights"], arrays["bias"], float(meta["temperature"])

@@ -78,18 +78,20 @@ class RegexExtractor:
 
 @dataclass(frozen=True)
 class LookupExtractor:
-    """``lookup:`` tables whose name is an entity; whole-word, case-insensitive."""
+    """``lookup:`` tables whose name is an entity; case-insensitive, whole words in languages
+    written with spaces (anywhere in the text in Japanese or Chinese)."""
 
     patterns: tuple[tuple[str, re.Pattern[str]], ...]
 
     @classmethod
-    def build(cls, tables: Iterable[tuple[str, Sequence[str]]]) -> LookupExtractor:
+    def build(cls, tables: Iterable[tuple[str, Sequence[str]]], *, word_boundaries: bool = True) -> LookupExtractor:
         compiled = []
         for entity, elements in tables:
             words = sorted({e for e in elements if e.strip()}, key=len, reverse=True)
             if words:
                 alternation = "|".join(re.escape(w) for w in words)
-                compiled.append((entity, re.compile(rf"(?<!\w)(?:{alternation})(?!\w)", re.IGNORECASE)))
+                pattern = rf"(?<!\w)(?:{alternation})(?!\w)" if word_boundaries else f"(?:{alternation})"
+                compiled.append((entity, re.compile(pattern, re.IGNORECASE)))
         return cls(tuple(compiled))
 
     def extract(self, text: str) -> list[ExtractedEntity]:

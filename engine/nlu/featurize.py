@@ -119,6 +119,8 @@ class PatternFlags:
     lookups: tuple[tuple[str, frozenset[str]], ...] = ()
     offset: int = 0
     weight: float = 1.0
+    word_boundaries: bool = True
+    """False for languages written without spaces: a lookup element may match inside a word."""
 
     @property
     def size(self) -> int:
@@ -133,7 +135,11 @@ class PatternFlags:
             low = {t.lower() for t in tokens}
             lowered = text.lower()
             for j, (_, elements) in enumerate(self.lookups):
-                if any((e in low) if " " not in e else _has_phrase(lowered, e) for e in elements):
+                if not self.word_boundaries:
+                    hit = any(e in lowered for e in elements)
+                else:
+                    hit = any((e in low) if " " not in e else _has_phrase(lowered, e) for e in elements)
+                if hit:
                     hits.append(self.offset + len(self.regexes) + j)
         return hits
 
@@ -207,6 +213,8 @@ def fit_featurizer(
     options: TfidfOptions,
     regexes: Sequence[tuple[str, Sequence[str]]] = (),
     lookups: Sequence[tuple[str, Sequence[str]]] = (),
+    *,
+    word_boundaries: bool = True,
 ) -> Featurizer:
     """Fit vocabularies and idf weights with scikit-learn's ``TfidfVectorizer``."""
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -230,5 +238,6 @@ def fit_featurizer(
         lookups=tuple((n, frozenset(e.lower() for e in elems)) for n, elems in lookups if elems),
         offset=offset,
         weight=options.pattern_weight,
+        word_boundaries=word_boundaries,
     )
     return Featurizer(options, blocks[0], blocks[1], patterns)

@@ -17,6 +17,15 @@ from engine.diagnostics import EngineError
 
 CACHE_SIZE = 200_000
 
+UNSPACED_LANGUAGES = frozenset({"ja", "zh", "th"})
+"""Languages written without spaces between words: tokenized whole, and lookup tables
+match inside words (there are no word boundaries to respect)."""
+
+
+def uses_spaces(lang: str) -> bool:
+    """Whether words of ``lang`` are separated by spaces (so word boundaries mean something)."""
+    return lang.split("_")[0].split("-")[0].lower() not in UNSPACED_LANGUAGES
+
 
 class TokenizerError(EngineError, ValueError):
     """The configured language or spaCy pipeline is not available."""
@@ -47,8 +56,8 @@ class Tokenizer:
         self.lang = lang
         self.model = model
         self._nlp = load_spacy(lang, model)
-        # Languages without spaces between words (ja, zh, th) must be tokenized whole.
-        self._chunked = lang not in ("ja", "zh", "th", "ko")
+        # Languages without spaces between words must be tokenized whole.
+        self._chunked = uses_spaces(lang)
         self._cache: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._lock = threading.Lock()
 

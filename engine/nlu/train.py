@@ -25,7 +25,7 @@ from engine.nlu.entities import LookupExtractor, RegexExtractor, fit_tagger
 from engine.nlu.featurize import fit_featurizer
 from engine.nlu.model import NluModel
 from engine.nlu.pipeline import PipelineConfig
-from engine.nlu.tokenize import Tokenizer
+from engine.nlu.tokenize import Tokenizer, uses_spaces
 from engine.nlu.training_data import Example, TrainingData, compile_any
 
 Progress = Callable[[str, int, int], None]
@@ -62,7 +62,8 @@ def train_nlu(
     progress("features", 1, steps)
     regexes = [(r.name, r.patterns) for r in data.regexes]
     lookups = [(lk.name, lk.elements) for lk in data.lookups]
-    featurizer = fit_featurizer(token_lists, pipeline.tfidf, regexes, lookups)
+    spaced = uses_spaces(data.language)
+    featurizer = fit_featurizer(token_lists, pipeline.tfidf, regexes, lookups, word_boundaries=spaced)
     x = featurizer.transform(token_lists, texts)
     progress("intent classifier", 2, steps)
     classifier = fit_classifier(x, labels, pipeline.classifier)
@@ -75,7 +76,7 @@ def train_nlu(
     lookup = None
     if pipeline.lookup_entities:
         tables = [(lk.name, lk.elements) for lk in data.lookups if lk.name in entity_names]
-        lookup = LookupExtractor.build(tables) if tables else None
+        lookup = LookupExtractor.build(tables, word_boundaries=spaced) if tables else None
     fp = fingerprint(data, pipeline, entity_names)
     train_seconds = time.perf_counter() - started
     model = NluModel(
@@ -135,8 +136,24 @@ def model_card(
             "scipy": scipy.__version__,
             "scikit-learn": sklearn.__version__,
             "spacy": str(getattr(spacy, "__version__", "?")),
+            **_tokenizer_versions(data.language),
         },
     }
+
+
+def _tokenizer_versions(language: str) -> dict[str, str]:
+    """Versions of the word segmenter and dictionary behind spaCy's ``ja`` tokenizer."""
+    if language != "ja":
+        return {}
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in ("sudachipy", "sudachidict-core"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    return out
 
 
 def cross_validation(
