@@ -144,39 +144,81 @@ class PatternFlags:
         return hits
 
 
+TOKEN_CACHE_SIZE = 200_000
+"""Distinct tokens whose feature columns are remembered (cleared when full)."""
+
+
 @dataclass(frozen=True)
 class Featurizer:
-    """The fitted feature space (runtime side; no scikit-learn needed)."""
+    """The fitted feature space (runtime side; no scikit-learn needed).
+
+    The character n-grams of a token (and whether it is a known word) never change, so each
+    distinct token's columns are computed once and cached; an utterance then costs a few
+    dictionary lookups per token. ``transform`` builds a whole batch's matrix with NumPy.
+    """
 
     options: TfidfOptions
     word: Block
     char: Block
     patterns: PatternFlags = field(default_factory=PatternFlags)
+    _token_columns: dict[str, tuple[int, tuple[int, ...]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def size(self) -> int:
         return self.word.size + self.char.size + self.patterns.size
 
+    def _columns(self, norm: Sequence[str]) -> tuple[list[int], list[int]]:
+        """Word-block and char-block columns (block-local, with repeats) of normalized tokens."""
+        lo, hi = self.options.word_ngrams
+        unigrams = lo <= 1 <= hi
+        cache = self._token_columns
+        word_cols: list[int] = []
+        char_cols: list[int] = []
+        for tok in norm:
+            cols = cache.get(tok)
+            if cols is None:
+                cols = self._token_entry(tok)
+            if unigrams and cols[0] >= 0:
+                word_cols.append(cols[0])
+            char_cols.extend(cols[1])
+        if hi >= 2:
+            vocab = self.word.vocab
+            n_tok = len(norm)
+            for n in range(max(lo, 2), hi + 1):
+                for i in range(n_tok - n + 1):
+                    j = vocab.get(" ".join(norm[i : i + n]))
+                    if j is not None:
+                        word_cols.append(j)
+        return word_cols, char_cols
+
+    def _token_entry(self, tok: str) -> tuple[int, tuple[int, ...]]:
+        cvocab = self.char.vocab
+        chars = tuple(j for g in char_grams((tok,), *self.options.char_ngrams) if (j := cvocab.get(g)) is not None)
+        entry = (self.word.vocab.get(tok, -1), chars)
+        if len(self._token_columns) >= TOKEN_CACHE_SIZE:
+            self._token_columns.clear()
+        self._token_columns[tok] = entry
+        return entry
+
     def transform_one(self, tokens: Sequence[str], text: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """(indices, values) of one utterance's feature vector."""
         norm = normalize(tokens, self.options.normalize_digits)
-        o = self.options
+        word_cols, char_cols = self._columns(norm)
         idx: list[int] = []
         val: list[float] = []
-        self._block(word_grams(norm, *o.word_ngrams), self.word, idx, val)
-        self._block(char_grams(norm, *o.char_ngrams), self.char, idx, val)
+        self._block(word_cols, self.word, idx, val)
+        self._block(char_cols, self.char, idx, val)
         for j in self.patterns.active(text, tokens):
             idx.append(j)
             val.append(self.patterns.weight)
         return np.asarray(idx, dtype=np.int64), np.asarray(val, dtype=np.float32)
 
-    def _block(self, grams: Iterable[str], block: Block, idx: list[int], val: list[float]) -> None:
+    def _block(self, cols: Iterable[int], block: Block, idx: list[int], val: list[float]) -> None:
         counts: dict[int, int] = {}
-        vocab = block.vocab
-        for g in grams:
-            j = vocab.get(g)
-            if j is not None:
-                counts[j] = counts.get(j, 0) + 1
+        for j in cols:
+            counts[j] = counts.get(j, 0) + 1
         if not counts:
             return
         idf = block.idf
@@ -194,18 +236,63 @@ class Featurizer:
             val.append(v * scale)
 
     def transform(self, token_lists: Sequence[Sequence[str]], texts: Sequence[str]) -> sparse.csr_matrix:
-        """Feature matrix of many utterances (CSR, float32)."""
-        indptr = [0]
-        all_idx: list[npt.NDArray[np.int64]] = []
-        all_val: list[npt.NDArray[np.float32]] = []
-        for tokens, text in zip(token_lists, texts, strict=True):
-            i, v = self.transform_one(tokens, text)
-            all_idx.append(i)
-            all_val.append(v)
-            indptr.append(indptr[-1] + len(i))
-        indices = np.concatenate(all_idx) if all_idx else np.zeros(0, dtype=np.int64)
-        data = np.concatenate(all_val) if all_val else np.zeros(0, dtype=np.float32)
-        return sparse.csr_matrix((data, indices, np.asarray(indptr)), shape=(len(texts), self.size), dtype=np.float32)
+        """Feature matrix of many utterances (CSR, float32); equal to stacking ``transform_one``."""
+        n = len(token_lists)
+        word_ptr = [0]
+        char_ptr = [0]
+        word_all: list[int] = []
+        char_all: list[int] = []
+        digits = self.options.normalize_digits
+        for tokens in token_lists:
+            w, c = self._columns(normalize(tokens, digits))
+            word_all.extend(w)
+            char_all.extend(c)
+            word_ptr.append(len(word_all))
+            char_ptr.append(len(char_all))
+        blocks = [
+            self._block_matrix(word_all, word_ptr, self.word, n),
+            self._block_matrix(char_all, char_ptr, self.char, n),
+        ]
+        if self.patterns.size:
+            rows: list[int] = []
+            cols: list[int] = []
+            base = self.word.size + self.char.size
+            for r, (tokens, text) in enumerate(zip(token_lists, texts, strict=True)):
+                for j in self.patterns.active(text, tokens):
+                    rows.append(r)
+                    cols.append(j - base)
+            flags = sparse.csr_matrix(
+                (np.full(len(rows), self.patterns.weight, dtype=np.float32), (rows, cols)),
+                shape=(n, self.patterns.size),
+                dtype=np.float32,
+            )
+            blocks.append(flags)
+        out = sparse.hstack(blocks, format="csr", dtype=np.float32)
+        out.sort_indices()
+        return out
+
+    def _block_matrix(self, cols: list[int], indptr: list[int], block: Block, n: int) -> sparse.csr_matrix:
+        """One block's rows: counts -> tf -> times idf -> L2-normalized -> scaled."""
+        m = sparse.csr_matrix(
+            (
+                np.ones(len(cols), dtype=np.float32),
+                np.asarray(cols, dtype=np.int64),
+                np.asarray(indptr, dtype=np.int64),
+            ),
+            shape=(n, block.size),
+            dtype=np.float32,
+        )
+        m.sum_duplicates()
+        if self.options.binary:
+            m.data[:] = 1.0
+        elif self.options.sublinear_tf:
+            np.log(m.data, out=m.data)
+            m.data += 1.0
+        m.data *= block.idf[m.indices]
+        sq = np.asarray(m.multiply(m).sum(axis=1), dtype=np.float64).ravel()
+        scale = np.where(sq > 0, block.weight / np.sqrt(np.where(sq > 0, sq, 1.0)), 0.0)
+        m.data *= np.repeat(scale, np.diff(m.indptr)).astype(np.float32)
+        return m
 
 
 def fit_featurizer(

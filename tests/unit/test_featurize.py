@@ -122,6 +122,29 @@ def test_batch_transform_equals_stacked_transform_one(tok: Tokenizer) -> None:
     assert np.allclose(x.toarray(), stacked)
 
 
+@pytest.mark.parametrize("opts", [TfidfOptions(binary=False), TfidfOptions(binary=False, sublinear_tf=False)])
+def test_batch_transform_equals_stacked_transform_one_with_counts(tok: Tokenizer, opts: TfidfOptions) -> None:
+    texts = [*CORPUS, "ticket ticket ticket please", "open open a ticket ticket"]
+    token_lists = [tok(t) for t in texts]
+    fz = fit_featurizer(token_lists, opts)
+    stacked = np.vstack([dense(fz, toks, t) for toks, t in zip(token_lists, texts, strict=True)])
+    assert np.allclose(fz.transform(token_lists, texts).toarray(), stacked)
+
+
+def test_token_cache_eviction_does_not_change_vectors(tok: Tokenizer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.nlu.featurize as featurize
+
+    fz = fit_featurizer([tok(t) for t in CORPUS], TfidfOptions())
+    texts = CORPUS + UNSEEN
+    token_lists = [tok(t) for t in texts]
+    before = fz.transform(token_lists, texts).toarray()
+    monkeypatch.setattr(featurize, "TOKEN_CACHE_SIZE", 3)
+    fresh = fit_featurizer([tok(t) for t in CORPUS], TfidfOptions())
+    after = fresh.transform(token_lists, texts).toarray()
+    assert len(fresh._token_columns) <= 3
+    assert np.allclose(before, after)
+
+
 def test_batch_transform_of_nothing(tok: Tokenizer) -> None:
     fz = fit_featurizer([tok(t) for t in CORPUS], TfidfOptions())
     assert fz.transform([], []).shape == (0, fz.size)
