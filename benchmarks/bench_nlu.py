@@ -29,27 +29,16 @@ sys.path.insert(0, str(ROOT))
 
 from engine.nlu.artifact import load_model, save_model  # noqa: E402
 from engine.nlu.model import NluModel  # noqa: E402
+from engine.nlu.oos import OOS, apply_threshold, choose_threshold  # noqa: E402
 from engine.nlu.pipeline import DEFAULT_COMPONENTS, PipelineConfig, build_pipeline  # noqa: E402
 from engine.nlu.train import train_nlu, training_data_from_pairs  # noqa: E402
 
 DATASETS = Path(os.environ.get("TAIWA_DATASETS", ROOT.parent / "shared" / "datasets"))
-OOS = "oos"
 
 
 def read_jsonl(path: Path) -> list[tuple[str, str]]:
     with path.open(encoding="utf-8") as fh:
         return [(row["text"], row["intent"]) for row in map(json.loads, fh)]
-
-
-def choose_threshold(confidences: np.ndarray, predicted: list[str], gold: list[str]) -> float:
-    """The confidence threshold (predictions below it become oos) with the best accuracy."""
-    best_t, best_acc = 0.0, -1.0
-    for t in np.unique(np.round(confidences, 4)):
-        labels = [OOS if c < t else p for c, p in zip(confidences, predicted, strict=True)]
-        acc = float(np.mean([a == b for a, b in zip(labels, gold, strict=True)]))
-        if acc > best_acc:
-            best_t, best_acc = float(t), acc
-    return best_t
 
 
 def latency(model: NluModel, texts: list[str], n: int = 2000) -> dict[str, float]:
@@ -74,8 +63,8 @@ def throughput(model: NluModel, texts: list[str]) -> float:
 def cold_load_seconds(model_dir: Path) -> float:
     code = (
         "import time; t = time.perf_counter(); from pathlib import Path; "
-        "from engine.nlu.artifact import load_model; m = load_model(Path(%r)); m.parse('warm up'); "
-        "print(time.perf_counter() - t)" % str(model_dir)
+        f"from engine.nlu.artifact import load_model; m = load_model(Path({str(model_dir)!r})); m.parse('warm up'); "
+        "print(time.perf_counter() - t)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -109,16 +98,18 @@ def run_dataset(name: str, pipeline: PipelineConfig) -> dict[str, Any]:
     if OOS in set(gold):
         assert val is not None, "an oos data set needs val.jsonl to choose the threshold"
         vp, vc = model.predict_intents([t for t, _ in val])
-        threshold = choose_threshold(vc, vp, [g for _, g in val])
-        final = [OOS if c < threshold else p for c, p in zip(conf, predicted, strict=True)]
-        in_scope = [(f, g) for f, g in zip(final, gold, strict=True) if g != OOS]
-        oos = [(f, g) for f, g in zip(final, gold, strict=True) if g == OOS]
-        result.update(
-            threshold=round(threshold, 4),
-            in_scope_accuracy=round(float(np.mean([f == g for f, g in in_scope])), 4),
-            oos_recall=round(float(np.mean([f == OOS for f, _ in oos])), 4),
-            accuracy_with_threshold=round(float(np.mean([f == g for f, g in zip(final, gold, strict=True)])), 4),
-        )
+        for key, min_recall in (("best_accuracy", None), ("oos_recall_70", 0.70)):
+            choice = choose_threshold(vc, vp, [g for _, g in val], min_oos_recall=min_recall)
+            final = apply_threshold(predicted, conf, choice.threshold)
+            in_scope = [(f, g) for f, g in zip(final, gold, strict=True) if g != OOS]
+            oos = [(f, g) for f, g in zip(final, gold, strict=True) if g == OOS]
+            result[f"oos_rule_{key}"] = {
+                "rule (chosen on val)": choice.rule,
+                "threshold": round(choice.threshold, 4),
+                "in_scope_accuracy": round(float(np.mean([f == g for f, g in in_scope])), 4),
+                "oos_recall": round(float(np.mean([f == OOS for f, _ in oos])), 4),
+                "accuracy_with_threshold": round(float(np.mean([f == g for f, g in zip(final, gold, strict=True)])), 4),
+            }
     result.update(latency(model, texts))
     result["batched_utterances_per_s"] = round(throughput(model, texts))
     print("  " + json.dumps(result), flush=True)
@@ -128,7 +119,9 @@ def run_dataset(name: str, pipeline: PipelineConfig) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["banking77", "clinc150"])
-    parser.add_argument("--pipeline", type=Path, help="a YAML file with a `pipeline:` list (default: the built-in default)")
+    parser.add_argument(
+        "--pipeline", type=Path, help="a YAML file with a `pipeline:` list (default: the built-in default)"
+    )
     parser.add_argument("--report", type=Path, help="write the results as JSON")
     args = parser.parse_args()
     components: list[tuple[str, dict[str, Any]]] = [(n, dict(o)) for n, o in DEFAULT_COMPONENTS]
@@ -143,7 +136,12 @@ def main() -> int:
         return 2
     results = [run_dataset(name, pipeline) for name in args.datasets]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    report = {"pipeline": pipeline.to_dict(), "results": results, "peak_rss_mb": round(peak_mb, 1), "cpus": os.cpu_count()}
+    report = {
+        "pipeline": pipeline.to_dict(),
+        "results": results,
+        "peak_rss_mb": round(peak_mb, 1),
+        "cpus": os.cpu_count(),
+    }
     print(f"peak RSS {peak_mb:.0f} MB")
     if args.report:
         args.report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

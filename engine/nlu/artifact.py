@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from engine.nlu.model import NluModel
 from engine.nlu.pipeline import PipelineConfig
 from engine.nlu.tokenize import Tokenizer
 from engine.nlu.training_data import TrainingData
+
+if TYPE_CHECKING:
+    from engine.nlu.embeddings import DenseBlock
 
 ARTIFACT_FORMAT = 1
 """Bump when the files' layout changes; old models then refuse to load with a clear error."""
@@ -79,6 +82,7 @@ def save_model(model: NluModel, models_dir: Path) -> Path:
         "pattern_lookups": [[n, sorted(e)] for n, e in fz.patterns.lookups],
         "pattern_weight": fz.patterns.weight,
         "pattern_word_boundaries": fz.patterns.word_boundaries,
+        "embeddings": {**asdict(fz.dense.encoder.options), "dim": fz.dense.size} if fz.dense else None,
         "classes": list(model.classifier.classes),
         "temperature": model.classifier.temperature,
         "regex_entities": [[n, p.pattern] for n, p in model.regex.patterns] if model.regex else None,
@@ -120,6 +124,22 @@ def resolve_model_dir(path: str | Path) -> Path:
     raise ModelNotFoundError(f"no trained model in {path}. Fix: run `taiwa train` first.")
 
 
+def _dense_block(meta: dict[str, Any], patterns: PatternFlags) -> DenseBlock | None:
+    spec = meta.get("embeddings")
+    if not spec:
+        return None
+    from engine.nlu.embeddings import DenseBlock, EmbeddingOptions, SentenceEncoder
+
+    dim = int(spec.pop("dim"))
+    encoder = SentenceEncoder(EmbeddingOptions.from_dict(spec))
+    if encoder.dim != dim:
+        raise EngineError(
+            f"the embedding model {encoder.options.model!r} gives {encoder.dim} dimensions, the model was trained with {dim}. "
+            "Fix: install the model it was trained with, or run `taiwa train --force`."
+        )
+    return DenseBlock(encoder, patterns.offset + patterns.size, encoder.options.weight)
+
+
 def load_model(path: str | Path) -> NluModel:
     """Load a model folder (or ``models/`` with ``latest``)."""
     folder = resolve_model_dir(path)
@@ -153,7 +173,7 @@ def load_model(path: str | Path) -> NluModel:
         model_id=meta["model_id"],
         language=meta["language"],
         tokenizer=Tokenizer(meta["language"], meta.get("tokenizer_model")),
-        featurizer=Featurizer(options, word, char, patterns),
+        featurizer=Featurizer(options, word, char, patterns, _dense_block(meta, patterns)),
         classifier=classifier,
         regex=RegexExtractor(tuple((n, re.compile(p)) for n, p in meta["regex_entities"]))
         if meta.get("regex_entities")

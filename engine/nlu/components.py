@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.nlu.classify import ClassifierOptions
+from engine.nlu.embeddings import EmbeddingOptions
 from engine.nlu.featurize import TfidfOptions
 from engine.nlu.pipeline import nlu_components
 
@@ -19,6 +20,12 @@ def tokenizer_spacy(options: dict[str, Any]) -> dict[str, Any]:
 def featurizer_tfidf(options: dict[str, Any]) -> dict[str, Any]:
     """TF-IDF over word and character n-grams, plus regex / lookup flags."""
     return {"tfidf": TfidfOptions.from_dict(options)}
+
+
+@nlu_components("featurizer.embeddings.v1")
+def featurizer_embeddings(options: dict[str, Any]) -> dict[str, Any]:
+    """Sentence embeddings from an offline sentence-transformers model (optional extra)."""
+    return {"embeddings": EmbeddingOptions.from_dict(options)}
 
 
 @nlu_components("classifier.linear.v1")

@@ -12,13 +12,16 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 from scipy import sparse
 
 from engine.nlu.training_data import compile_any
+
+if TYPE_CHECKING:
+    from engine.nlu.embeddings import DenseBlock, EmbeddingOptions
 
 _DIGITS = re.compile(r"\d")
 
@@ -161,13 +164,15 @@ class Featurizer:
     word: Block
     char: Block
     patterns: PatternFlags = field(default_factory=PatternFlags)
+    dense: DenseBlock | None = None
+    """Sentence embeddings (``featurizer.embeddings.v1``), after the pattern flags."""
     _token_columns: dict[str, tuple[int, tuple[int, ...]]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
     @property
     def size(self) -> int:
-        return self.word.size + self.char.size + self.patterns.size
+        return self.word.size + self.char.size + self.patterns.size + (self.dense.size if self.dense else 0)
 
     def _columns(self, norm: Sequence[str]) -> tuple[list[int], list[int]]:
         """Word-block and char-block columns (block-local, with repeats) of normalized tokens."""
@@ -213,7 +218,11 @@ class Featurizer:
         for j in self.patterns.active(text, tokens):
             idx.append(j)
             val.append(self.patterns.weight)
-        return np.asarray(idx, dtype=np.int64), np.asarray(val, dtype=np.float32)
+        sparse_idx, sparse_val = np.asarray(idx, dtype=np.int64), np.asarray(val, dtype=np.float32)
+        if self.dense is None:
+            return sparse_idx, sparse_val
+        dense_idx, dense_val = self.dense.columns_one(text)
+        return np.concatenate([sparse_idx, dense_idx]), np.concatenate([sparse_val, dense_val])
 
     def _block(self, cols: Iterable[int], block: Block, idx: list[int], val: list[float]) -> None:
         counts: dict[int, int] = {}
@@ -267,6 +276,8 @@ class Featurizer:
                 dtype=np.float32,
             )
             blocks.append(flags)
+        if self.dense is not None:
+            blocks.append(sparse.csr_matrix(self.dense.matrix(texts)))
         out = sparse.hstack(blocks, format="csr", dtype=np.float32)
         out.sort_indices()
         return out
@@ -302,6 +313,7 @@ def fit_featurizer(
     lookups: Sequence[tuple[str, Sequence[str]]] = (),
     *,
     word_boundaries: bool = True,
+    embeddings: EmbeddingOptions | None = None,
 ) -> Featurizer:
     """Fit vocabularies and idf weights with scikit-learn's ``TfidfVectorizer``."""
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -327,4 +339,9 @@ def fit_featurizer(
         weight=options.pattern_weight,
         word_boundaries=word_boundaries,
     )
-    return Featurizer(options, blocks[0], blocks[1], patterns)
+    dense = None
+    if embeddings is not None:
+        from engine.nlu.embeddings import DenseBlock, SentenceEncoder
+
+        dense = DenseBlock(SentenceEncoder(embeddings), offset + patterns.size, embeddings.weight)
+    return Featurizer(options, blocks[0], blocks[1], patterns, dense)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from engine.nlu.classify import ClassifierOptions
+from engine.nlu.embeddings import EmbeddingOptions
 from engine.nlu.featurize import TfidfOptions
 from engine.policies.config import DEFAULT_PIPELINE
 from engine.registry import Registry
@@ -23,6 +24,8 @@ class PipelineConfig:
     tokenizer_model: str | None = None
     """An installed spaCy pipeline to tokenize with (default: ``spacy.blank(language)``)."""
     tfidf: TfidfOptions = field(default_factory=TfidfOptions)
+    embeddings: EmbeddingOptions | None = None
+    """Dense sentence-embedding features (the optional ``featurizer.embeddings.v1``)."""
     classifier: ClassifierOptions = field(default_factory=ClassifierOptions)
     regex_entities: bool = False
     lookup_entities: bool = False

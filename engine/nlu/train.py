@@ -24,6 +24,7 @@ from engine.nlu.classify import fit_classifier
 from engine.nlu.entities import LookupExtractor, RegexExtractor, fit_tagger
 from engine.nlu.featurize import fit_featurizer
 from engine.nlu.model import NluModel
+from engine.nlu.oos import OOS, choose_threshold
 from engine.nlu.pipeline import PipelineConfig
 from engine.nlu.tokenize import Tokenizer, uses_spaces
 from engine.nlu.training_data import Example, TrainingData, compile_any
@@ -63,7 +64,9 @@ def train_nlu(
     regexes = [(r.name, r.patterns) for r in data.regexes]
     lookups = [(lk.name, lk.elements) for lk in data.lookups]
     spaced = uses_spaces(data.language)
-    featurizer = fit_featurizer(token_lists, pipeline.tfidf, regexes, lookups, word_boundaries=spaced)
+    featurizer = fit_featurizer(
+        token_lists, pipeline.tfidf, regexes, lookups, word_boundaries=spaced, embeddings=pipeline.embeddings
+    )
     x = featurizer.transform(token_lists, texts)
     progress("intent classifier", 2, steps)
     classifier = fit_classifier(x, labels, pipeline.classifier)
@@ -174,6 +177,7 @@ def cross_validation(
         return {"skipped": f"each intent needs at least {folds} examples for {folds}-fold cross-validation"}
     y_true: list[str] = []
     y_pred: list[str] = []
+    y_conf: list[float] = []
     tp = fp_ = fn = 0
     splitter = StratifiedKFold(folds, shuffle=True, random_state=0)
     for train_idx, test_idx in splitter.split(np.zeros(len(labels)), labels):
@@ -185,6 +189,7 @@ def cross_validation(
         for ex, result in zip(test, fold_model.parse_batch([e.text for e in test]), strict=True):
             y_true.append(ex.intent)
             y_pred.append(result.intent.name)
+            y_conf.append(result.intent.confidence)
             gold = _entity_set(ex, data.synonyms)
             got = {(e.start, e.end, e.entity, e.value.lower()) for e in result.entities}
             tp += len(gold & got)
@@ -193,6 +198,15 @@ def cross_validation(
     precision = tp / (tp + fp_) if tp + fp_ else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    oos: dict[str, Any] = {}
+    if OOS in counts:
+        choice = choose_threshold(y_conf, y_pred, y_true)
+        oos = {
+            "oos_threshold": round(choice.threshold, 4),
+            "oos_threshold_rule": choice.rule + " on the held-out folds",
+            "oos_recall": round(choice.oos_recall, 4),
+            "in_scope_accuracy": round(choice.in_scope_accuracy, 4),
+        }
     return {
         "folds": folds,
         "intent_accuracy": round(float(np.mean([a == b for a, b in zip(y_true, y_pred, strict=True)])), 4),
@@ -201,6 +215,7 @@ def cross_validation(
         "entity_recall": round(recall, 4),
         "entity_f1": round(f1, 4),
         "entity_support": tp + fn,
+        **oos,
     }
 
 
