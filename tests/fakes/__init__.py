@@ -1,0 +1,1 @@
+"""Test doubles that speak real protocols (imported as ``fakes.*``: ``tests/`` is on sys.path)."""
