@@ -24,6 +24,8 @@ class SessionStarted:
 
     type: ClassVar[str] = "session_started"
     metadata: dict[str, JsonValue] = field(default_factory=dict)
+    timestamp: float = 0.0
+    """Unix time; session expiry is measured from the last user message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,8 @@ class UserUttered:
     channel: str | None = None
     message_id: str | None = None
     turn_id: str | None = None
+    timestamp: float = 0.0
+    """Unix time the message arrived (session expiry is measured from it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""The dialogue engine: tracker state, response rendering, policies, flows, the turn loop."""
