@@ -46,7 +46,8 @@ def candidates(
     """The slot values ``message`` offers, in slot declaration order (one per slot)."""
     out: list[Candidate] = []
     intent = message.intent
-    use = domain.intents[intent].use_entities if intent in domain.intents else True
+    known = domain.intents.get(intent) if intent is not None else None
+    use = known.use_entities if known is not None else True
     for slot in domain.slots.values():
         for mapping in slot.mappings:
             value = _mapped(slot, mapping, message, intent, use, active_flow, collecting)
