@@ -21,10 +21,11 @@ install-embeddings: install ## the optional dense NLU extra: PyTorch 2.13 (CPU),
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[test,embeddings]'
 
-run: install ## check the reference assistant and draw its flows
+run: install ## check and train the reference assistant, draw its flows
 	$(BIN)/taiwa validate --project $(PROJECT)
+	$(BIN)/taiwa train --project $(PROJECT)
 	$(BIN)/taiwa visualize --project $(PROJECT) --output $(PROJECT)/.taiwa-flows.mmd
-	@echo "Flows drawn to $(PROJECT)/.taiwa-flows.mmd (Mermaid). Training and serving (taiwa train / run) are not built yet."
+	@echo "Flows drawn to $(PROJECT)/.taiwa-flows.mmd (Mermaid). Chatting and serving (taiwa shell / run) are not built yet."
 
 test: install ## run the test suite
 	$(BIN)/python -m pytest -q
