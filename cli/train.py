@@ -22,21 +22,37 @@ def add_parser(sub: Any) -> None:
         help="train the NLU (intents, entities) into models/<model_id>/",
         description="Validate the project, then train its NLU pipeline. Unchanged training data and "
         "configuration reuse the existing model (its id is their fingerprint); --force retrains.",
-        epilog="example: taiwa train --project my-bot",
+        epilog="examples:\n  taiwa train --project my-bot\n"
+        "  taiwa train --data ../shared/datasets/banking77/train.jsonl --out models/banking77",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_project_option(parser)
     parser.add_argument("--force", action="store_true", help="retrain even if an identical model exists")
     parser.add_argument("--out", type=Path, help="models folder (default: PROJECT/models)")
     parser.add_argument("--json", action="store_true", help="print the model card as JSON")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        metavar="FILE.jsonl",
+        help='train from a JSONL file of {"text", "intent"} rows instead of a project (default --out: ./models)',
+    )
+    parser.add_argument("--language", default="en", help="language of --data (default: en)")
+    parser.add_argument(
+        "--pipeline", type=Path, metavar="FILE.yml", help="with --data: a YAML file with a `pipeline:` list"
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.nlu.train import train_project
+    from engine.nlu.train import train_data_file, train_project
 
-    bad = check_project_dir(args.project)
-    if bad is not None:
-        return bad
+    if args.data is None:
+        bad = check_project_dir(args.project)
+        if bad is not None:
+            return bad
+    elif not args.data.is_file():
+        sys.stderr.write(f"taiwa: error: --data {args.data}: no such file. Fix: pass a JSONL file\n")
+        return 2
     quiet = args.json or not sys.stderr.isatty()
     with Progress(
         TextColumn("[bold]training[/] {task.description:<18}"),
@@ -55,7 +71,17 @@ def run(args: argparse.Namespace) -> int:
                 sys.stderr.write(f"training: {stage} ({done}/{total})\n")
 
         try:
-            outcome = train_project(args.project, force=args.force, out=args.out, progress=progress)
+            if args.data is not None:
+                outcome = train_data_file(
+                    args.data,
+                    language=args.language,
+                    pipeline=_pipeline_file(args.pipeline),
+                    out=args.out or Path("models"),
+                    force=args.force,
+                    progress=progress,
+                )
+            else:
+                outcome = train_project(args.project, force=args.force, out=args.out, progress=progress)
         except ProjectError as exc:
             for d in exc.diagnostics:
                 if d.severity == "error":
@@ -99,3 +125,22 @@ def run(args: argparse.Namespace) -> int:
     elif "skipped" in cv:
         sys.stdout.write(f"  cross-validation skipped: {cv['skipped']}\n")
     return 0
+
+
+def _pipeline_file(path: Path | None) -> Any:
+    """The ``pipeline:`` of a YAML file, as a PipelineConfig (None: the default)."""
+    if path is None:
+        return None
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    from engine.nlu.pipeline import build_pipeline
+
+    try:
+        spec = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    except (OSError, YAMLError) as exc:
+        raise ValueError(f"--pipeline {path}: cannot read it: {exc}") from exc
+    items = spec.get("pipeline") if isinstance(spec, dict) else None
+    if not isinstance(items, list) or not all(isinstance(c, dict) and "name" in c for c in items):
+        raise ValueError(f"--pipeline {path}: expected `pipeline:` with a list of `- name: component` entries")
+    return build_pipeline([(str(c["name"]), {k: v for k, v in c.items() if k != "name"}) for c in items])

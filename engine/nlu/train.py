@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from engine import __version__
+from engine.diagnostics import EngineError
 from engine.nlu.artifact import fingerprint, model_id_for, resolve_model_dir, save_model
 from engine.nlu.classify import fit_classifier
 from engine.nlu.entities import LookupExtractor, RegexExtractor, fit_tagger
@@ -271,3 +272,65 @@ def training_data_from_pairs(pairs: Sequence[tuple[str, str]], language: str = "
 
     loc = Location("<data>")
     return TrainingData(language, tuple(Example(t, i, (), loc) for t, i in pairs), {}, (), ())
+
+
+class DataFileError(EngineError, ValueError):
+    """A JSONL training file that cannot be read."""
+
+
+def read_jsonl_pairs(path: Path) -> list[tuple[str, str]]:
+    """(text, intent) pairs of a JSONL file with one ``{"text": ..., "intent": ...}`` per line."""
+    import json
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFileError(f"{path}: cannot read the file: {exc}. Fix: pass a UTF-8 JSONL file") from exc
+    pairs: list[tuple[str, str]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataFileError(
+                f"{path}:{number}:{exc.colno}: error: not valid JSON ({exc.msg}). "
+                'Fix: write one object per line, like {"text": "hi", "intent": "greet"}'
+            ) from exc
+        text = row.get("text") if isinstance(row, dict) else None
+        intent = row.get("intent") if isinstance(row, dict) else None
+        if not isinstance(text, str) or not isinstance(intent, str) or not text.strip() or not intent.strip():
+            raise DataFileError(
+                f'{path}:{number}:1: error: expected an object with non-empty string "text" and "intent". '
+                f"Fix: this line is {line[:80]!r}"
+            )
+        pairs.append((text, intent))
+    if not pairs:
+        raise DataFileError(f"{path}: no examples. Fix: add lines like " + '{"text": "hi", "intent": "greet"}')
+    return pairs
+
+
+def train_data_file(
+    path: Path,
+    *,
+    language: str = "en",
+    pipeline: PipelineConfig | None = None,
+    out: Path,
+    force: bool = False,
+    progress: Progress = _no_progress,
+) -> TrainOutcome:
+    """Train an NLU model from a JSONL file of (text, intent) rows (e.g. BANKING77)."""
+    import json
+
+    from engine.nlu.pipeline import build_pipeline
+
+    data = training_data_from_pairs(read_jsonl_pairs(path), language)
+    config = pipeline or build_pipeline([])
+    model_id = model_id_for(fingerprint(data, config, frozenset()))
+    existing = out / model_id
+    if not force and (existing / "meta.json").is_file():
+        (out / "latest").write_text(model_id + "\n", encoding="utf-8")
+        card = json.loads((existing / "card.json").read_text(encoding="utf-8"))
+        return TrainOutcome(existing, model_id, True, card)
+    model = train_nlu(data, config, frozenset(), progress)
+    return TrainOutcome(save_model(model, out), model.model_id, False, dict(model.card))

@@ -194,3 +194,83 @@ def test_missing_project_folder_is_a_usage_error(tmp_path: Path, capsys: pytest.
     assert code == 2
     assert out == ""
     assert "does not exist" in err and "Fix:" in err
+
+
+# -- training from a JSONL data set (the benchmarks' format) ------------------------------
+
+JSONL_ROWS = [
+    {"text": t, "intent": i}
+    for i, texts in {
+        "card_lost": ["I lost my card", "my card is missing", "can't find my card", "card gone", "lost card help"],
+        "exchange_rate": [
+            "what is the exchange rate",
+            "rate for euros",
+            "usd to eur rate",
+            "fx rate",
+            "exchange rate?",
+        ],
+        "oos": [
+            "what's the weather on mars",
+            "sing a song",
+            "who is the president",
+            "tell me a joke",
+            "how tall is it",
+        ],
+    }.items()
+    for t in texts
+]
+
+
+def write_jsonl(path: Path, rows: list[dict[str, str]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_train_from_a_jsonl_data_set_then_reuse(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_jsonl(tmp_path / "train.jsonl", JSONL_ROWS)
+    models = tmp_path / "models"
+    code, out, err = run(capsys, "train", "--data", str(data), "--out", str(models))
+    assert code == 0, err
+    assert "15 examples, 3 intents" in out
+    model = load_model(models)
+    assert model.parse("I lost my debit card").intent.name == "card_lost"
+    card = model.card
+    assert "oos_threshold" in card["cross_validation"]
+    code, out, _ = run(capsys, "train", "--data", str(data), "--out", str(models))
+    assert code == 0
+    assert "nothing changed" in out
+
+
+def test_train_from_jsonl_with_a_pipeline_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_jsonl(tmp_path / "train.jsonl", JSONL_ROWS)
+    pipe = tmp_path / "pipe.yml"
+    pipe.write_text("pipeline:\n  - name: featurizer.tfidf.v1\n    char_ngrams: [3, 4]\n", encoding="utf-8")
+    code, _, err = run(capsys, "train", "--data", str(data), "--pipeline", str(pipe), "--out", str(tmp_path / "m"))
+    assert code == 0, err
+    assert load_model(tmp_path / "m").featurizer.options.char_ngrams == (3, 4)
+
+
+def test_a_bad_jsonl_line_is_reported_with_its_line_and_nothing_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"text": "hi", "intent": "greet"}\n{"text": "bye", "intent": \n', encoding="utf-8")
+    code, _, err = run(capsys, "train", "--data", str(data), "--out", str(tmp_path / "m"))
+    assert code == 1
+    assert f"{data}:2:" in err
+    assert "not valid JSON" in err
+    assert "Fix:" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_row_without_an_intent_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_jsonl(tmp_path / "train.jsonl", [{"text": "hi", "intent": "greet"}, {"text": "bye"}])  # type: ignore[list-item]
+    code, _, err = run(capsys, "train", "--data", str(data), "--out", str(tmp_path / "m"))
+    assert code == 1
+    assert f"{data}:2:1:" in err
+
+
+def test_a_missing_data_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "train", "--data", str(tmp_path / "nope.jsonl"))
+    assert code == 2
+    assert "no such file" in err
