@@ -13,6 +13,7 @@ REGISTERED_NLU_COMPONENTS = (
     "entities.regex.v1",
     "entities.synonyms.v1",
     "entities.tagger.v1",
+    "featurizer.embeddings.v1",
     "featurizer.tfidf.v1",
     "tokenizer.spacy.v1",
 )
