@@ -19,4 +19,7 @@ REGISTERED_NLU_COMPONENTS = (
 )
 """The checked-in list; a test compares it with the registry."""
 
-__all__ = ["REGISTERED_NLU_COMPONENTS", "nlu_components"]
+OPTIONAL_NLU_COMPONENTS = ("featurizer.embeddings.v1",)
+"""Registered but not in the default pipeline (they need an optional extra)."""
+
+__all__ = ["OPTIONAL_NLU_COMPONENTS", "REGISTERED_NLU_COMPONENTS", "nlu_components"]

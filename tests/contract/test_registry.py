@@ -16,7 +16,7 @@ from engine.diagnostics import EngineError
 from engine.nlu.classify import ClassifierOptions
 from engine.nlu.featurize import TfidfOptions
 from engine.nlu.pipeline import DEFAULT_COMPONENTS, PipelineConfig, build_pipeline
-from engine.registrations import REGISTERED_NLU_COMPONENTS, nlu_components
+from engine.registrations import OPTIONAL_NLU_COMPONENTS, REGISTERED_NLU_COMPONENTS, nlu_components
 from engine.registry import Registry, UnknownComponentError
 
 CONFIG_FIELDS = {f.name for f in fields(PipelineConfig)}
@@ -56,7 +56,7 @@ def test_factories_read_their_options() -> None:
 
 
 def test_default_components_build_the_full_pipeline() -> None:
-    assert {name for name, _ in DEFAULT_COMPONENTS} == set(REGISTERED_NLU_COMPONENTS)
+    assert {name for name, _ in DEFAULT_COMPONENTS} == set(REGISTERED_NLU_COMPONENTS) - set(OPTIONAL_NLU_COMPONENTS)
     config = build_pipeline(DEFAULT_COMPONENTS)
     assert config == PipelineConfig(regex_entities=True, lookup_entities=True, synonyms=True, tagger=True)
     assert build_pipeline([]) == PipelineConfig()
