@@ -237,6 +237,18 @@ class TrainOutcome:
     card: dict[str, Any]
 
 
+def _reuse(models_dir: Path, model_id: str) -> TrainOutcome | None:
+    """The existing model with this id (pointed to by ``latest`` again), if there is one."""
+    import json
+
+    existing = models_dir / model_id
+    if not (existing / "meta.json").is_file():
+        return None
+    (models_dir / "latest").write_text(model_id + "\n", encoding="utf-8")
+    card = json.loads((existing / "card.json").read_text(encoding="utf-8"))
+    return TrainOutcome(resolve_model_dir(existing), model_id, True, card)
+
+
 def train_project(
     project_dir: Path,
     *,
@@ -245,7 +257,6 @@ def train_project(
     progress: Progress = _no_progress,
 ) -> TrainOutcome:
     """Load, check and train the project in ``project_dir`` (raises ``ProjectError``)."""
-    import json
 
     from engine.loading.project import load_project_or_raise
     from engine.nlu.pipeline import build_pipeline
@@ -256,11 +267,9 @@ def train_project(
     models_dir = out or project_dir / "models"
     fp = fingerprint(project.nlu, pipeline, entity_names)
     model_id = model_id_for(fp)
-    existing = models_dir / model_id
-    if not force and (existing / "meta.json").is_file():
-        (models_dir / "latest").write_text(model_id + "\n", encoding="utf-8")
-        card = json.loads((existing / "card.json").read_text(encoding="utf-8"))
-        return TrainOutcome(resolve_model_dir(existing), model_id, True, card)
+    reused = None if force else _reuse(models_dir, model_id)
+    if reused is not None:
+        return reused
     model = train_nlu(project.nlu, pipeline, entity_names, progress)
     path = save_model(model, models_dir)
     return TrainOutcome(path, model.model_id, False, dict(model.card))
@@ -320,17 +329,14 @@ def train_data_file(
     progress: Progress = _no_progress,
 ) -> TrainOutcome:
     """Train an NLU model from a JSONL file of (text, intent) rows (e.g. BANKING77)."""
-    import json
 
     from engine.nlu.pipeline import build_pipeline
 
     data = training_data_from_pairs(read_jsonl_pairs(path), language)
     config = pipeline or build_pipeline([])
     model_id = model_id_for(fingerprint(data, config, frozenset()))
-    existing = out / model_id
-    if not force and (existing / "meta.json").is_file():
-        (out / "latest").write_text(model_id + "\n", encoding="utf-8")
-        card = json.loads((existing / "card.json").read_text(encoding="utf-8"))
-        return TrainOutcome(existing, model_id, True, card)
+    reused = None if force else _reuse(out, model_id)
+    if reused is not None:
+        return reused
     model = train_nlu(data, config, frozenset(), progress)
     return TrainOutcome(save_model(model, out), model.model_id, False, dict(model.card))
