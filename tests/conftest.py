@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -36,3 +40,39 @@ def isolated_actions() -> Iterator[None]:
 def isolated_actions_module() -> Iterator[None]:
     with _restored_actions_import():
         yield
+
+
+# -- services (PostgreSQL, Redis): tests marked `services` skip without them, unless
+#    TAIWA_REQUIRE_SERVICES=1 (CI), where a missing server is an error.
+
+
+def _service_missing(service: str, detail: str) -> NoReturn:
+    """Skip the test, or fail it when TAIWA_REQUIRE_SERVICES=1."""
+    if os.environ.get("TAIWA_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{service} is required (TAIWA_REQUIRE_SERVICES=1) but {detail}", pytrace=False)
+    pytest.skip(f"{service} not available: {detail} (TAIWA_REQUIRE_SERVICES=1 makes this an error)")
+
+
+def _reachable_url(service: str, env: str, default: str, default_port: int) -> str:
+    url = os.environ.get(env, default)
+    parts = urlsplit(url)
+    address = (parts.hostname or "127.0.0.1", parts.port or default_port)
+    try:
+        socket.create_connection(address, timeout=1.0).close()
+    except OSError as exc:
+        error = exc
+    else:
+        return url
+    _service_missing(service, f"{address[0]}:{address[1]} is unreachable ({error}); set {env} to point elsewhere")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A reachable Redis (TAIWA_TEST_REDIS_URL, default redis://127.0.0.1:6379/0)."""
+    return _reachable_url("Redis", "TAIWA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0", 6379)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A reachable PostgreSQL (TAIWA_TEST_POSTGRES_URL, default postgresql://postgres@127.0.0.1:5432/test)."""
+    return _reachable_url("PostgreSQL", "TAIWA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test", 5432)
