@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from engine.nlu.artifact import load_model, save_model  # noqa: E402
 from engine.nlu.model import NluModel  # noqa: E402
 from engine.nlu.oos import OOS, apply_threshold, choose_threshold  # noqa: E402
-from engine.nlu.pipeline import DEFAULT_COMPONENTS, PipelineConfig, build_pipeline  # noqa: E402
+from engine.nlu.pipeline import DEFAULT_COMPONENTS, PipelineConfig, build_pipeline, load_pipeline_file  # noqa: E402
 from engine.nlu.train import train_nlu, training_data_from_pairs  # noqa: E402
 
 DATASETS = Path(os.environ.get("TAIWA_DATASETS", ROOT.parent / "shared" / "datasets"))
@@ -39,6 +39,18 @@ DATASETS = Path(os.environ.get("TAIWA_DATASETS", ROOT.parent / "shared" / "datas
 def read_jsonl(path: Path) -> list[tuple[str, str]]:
     with path.open(encoding="utf-8") as fh:
         return [(row["text"], row["intent"]) for row in map(json.loads, fh)]
+
+
+def oos_scores(final: list[str], gold: list[str]) -> dict[str, float]:
+    """Accuracy, in-scope accuracy and out-of-scope recall of final labels (oos included)."""
+    pairs = list(zip(final, gold, strict=True))
+    in_scope = [f == g for f, g in pairs if g != OOS]
+    oos = [f == OOS for f, g in pairs if g == OOS]
+    return {
+        "accuracy": round(float(np.mean([f == g for f, g in pairs])), 4) if pairs else float("nan"),
+        "in_scope_accuracy": round(float(np.mean(in_scope)), 4) if in_scope else float("nan"),
+        "oos_recall": round(float(np.mean(oos)), 4) if oos else float("nan"),
+    }
 
 
 def latency(model: NluModel, texts: list[str], n: int = 2000) -> dict[str, float]:
@@ -100,15 +112,13 @@ def run_dataset(name: str, pipeline: PipelineConfig) -> dict[str, Any]:
         vp, vc = model.predict_intents([t for t, _ in val])
         for key, min_recall in (("best_accuracy", None), ("oos_recall_70", 0.70)):
             choice = choose_threshold(vc, vp, [g for _, g in val], min_oos_recall=min_recall)
-            final = apply_threshold(predicted, conf, choice.threshold)
-            in_scope = [(f, g) for f, g in zip(final, gold, strict=True) if g != OOS]
-            oos = [(f, g) for f, g in zip(final, gold, strict=True) if g == OOS]
+            scores = oos_scores(apply_threshold(predicted, conf, choice.threshold), gold)
             result[f"oos_rule_{key}"] = {
                 "rule (chosen on val)": choice.rule,
                 "threshold": round(choice.threshold, 4),
-                "in_scope_accuracy": round(float(np.mean([f == g for f, g in in_scope])), 4),
-                "oos_recall": round(float(np.mean([f == OOS for f, _ in oos])), 4),
-                "accuracy_with_threshold": round(float(np.mean([f == g for f, g in zip(final, gold, strict=True)])), 4),
+                "in_scope_accuracy": scores["in_scope_accuracy"],
+                "oos_recall": scores["oos_recall"],
+                "accuracy_with_threshold": scores["accuracy"],
             }
     result.update(latency(model, texts))
     result["batched_utterances_per_s"] = round(throughput(model, texts))
@@ -124,13 +134,7 @@ def main() -> int:
     )
     parser.add_argument("--report", type=Path, help="write the results as JSON")
     args = parser.parse_args()
-    components: list[tuple[str, dict[str, Any]]] = [(n, dict(o)) for n, o in DEFAULT_COMPONENTS]
-    if args.pipeline:
-        from ruamel.yaml import YAML
-
-        spec = YAML(typ="safe").load(args.pipeline.read_text(encoding="utf-8"))["pipeline"]
-        components = [(c["name"], {k: v for k, v in c.items() if k != "name"}) for c in spec]
-    pipeline = build_pipeline(components)
+    pipeline = load_pipeline_file(args.pipeline) if args.pipeline else build_pipeline(DEFAULT_COMPONENTS)
     if not DATASETS.is_dir():
         print(f"data sets not found in {DATASETS}; set TAIWA_DATASETS", file=sys.stderr)
         return 2

@@ -50,7 +50,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_nlu import DATASETS, ROOT, latency, read_jsonl
+from bench_nlu import DATASETS, ROOT, latency, oos_scores, read_jsonl
 
 from engine.nlu.artifact import load_model, save_model
 from engine.nlu.oos import OOS, choose_threshold
@@ -529,14 +529,7 @@ def _acc(pred: Sequence[str], gold: Sequence[str]) -> float:
 
 
 def _oos_scores(pred: Sequence[str], gold: Sequence[str]) -> dict[str, float]:
-    pred = [OOS if p == FALLBACK else p for p in pred]
-    ins = [(p, g) for p, g in zip(pred, gold, strict=True) if g != OOS]
-    oos = [p for p, g in zip(pred, gold, strict=True) if g == OOS]
-    return {
-        "accuracy": _acc(pred, gold),
-        "in_scope_accuracy": _acc([p for p, _ in ins], [g for _, g in ins]),
-        "oos_recall": round(float(np.mean([p == OOS for p in oos])), 4),
-    }
+    return oos_scores([OOS if p == FALLBACK else p for p in pred], list(gold))
 
 
 def score(

@@ -44,6 +44,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.nlu.pipeline import load_pipeline_file
     from engine.nlu.train import train_data_file, train_project
 
     if args.data is None:
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                 outcome = train_data_file(
                     args.data,
                     language=args.language,
-                    pipeline=_pipeline_file(args.pipeline),
+                    pipeline=load_pipeline_file(args.pipeline) if args.pipeline else None,
                     out=args.out or Path("models"),
                     force=args.force,
                     progress=progress,
@@ -125,22 +126,3 @@ def run(args: argparse.Namespace) -> int:
     elif "skipped" in cv:
         sys.stdout.write(f"  cross-validation skipped: {cv['skipped']}\n")
     return 0
-
-
-def _pipeline_file(path: Path | None) -> Any:
-    """The ``pipeline:`` of a YAML file, as a PipelineConfig (None: the default)."""
-    if path is None:
-        return None
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
-    from engine.nlu.pipeline import build_pipeline
-
-    try:
-        spec = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
-    except (OSError, YAMLError) as exc:
-        raise ValueError(f"--pipeline {path}: cannot read it: {exc}") from exc
-    items = spec.get("pipeline") if isinstance(spec, dict) else None
-    if not isinstance(items, list) or not all(isinstance(c, dict) and "name" in c for c in items):
-        raise ValueError(f"--pipeline {path}: expected `pipeline:` with a list of `- name: component` entries")
-    return build_pipeline([(str(c["name"]), {k: v for k, v in c.items() if k != "name"}) for c in items])

@@ -121,17 +121,6 @@ class SentenceEncoder:
                 self._cache.popitem(last=False)
         return vec
 
-    def versions(self) -> dict[str, str]:
-        from importlib.metadata import PackageNotFoundError, version
-
-        out = {}
-        for dist in ("sentence-transformers", "torch", self.options.model):
-            try:
-                out[dist] = version(dist)
-            except PackageNotFoundError:
-                continue
-        return out
-
 
 @dataclass(frozen=True)
 class DenseBlock:

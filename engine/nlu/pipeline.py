@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from engine.nlu.classify import ClassifierOptions
@@ -51,3 +52,18 @@ def build_pipeline(components: Sequence[tuple[str, Mapping[str, Any]]]) -> Pipel
     for name, options in components:
         parts.update(nlu_components.get(name)(dict(options)))
     return PipelineConfig(**parts)
+
+
+def load_pipeline_file(path: Path) -> PipelineConfig:
+    """The ``pipeline:`` list of a YAML file (``--pipeline`` of ``taiwa train --data`` and the benchmarks)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        spec = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    except (OSError, YAMLError) as exc:
+        raise ValueError(f"--pipeline {path}: cannot read it: {exc}") from exc
+    items = spec.get("pipeline") if isinstance(spec, dict) else None
+    if not isinstance(items, list) or not all(isinstance(c, dict) and "name" in c for c in items):
+        raise ValueError(f"--pipeline {path}: expected `pipeline:` with a list of `- name: component` entries")
+    return build_pipeline([(str(c["name"]), {k: v for k, v in c.items() if k != "name"}) for c in items])
