@@ -4,6 +4,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+RASA_SDK_VENV := .venv-rasa-sdk
+RASA_SDK := rasa-sdk==3.21.1
 PROJECT ?= .
 
 .PHONY: install install-embeddings run test check bench format clean
@@ -27,8 +29,15 @@ run: install ## check and train the reference assistant, draw its flows
 	$(BIN)/taiwa visualize --project $(PROJECT) --output $(PROJECT)/.taiwa-flows.mmd
 	@echo "Flows drawn to $(PROJECT)/.taiwa-flows.mmd (Mermaid). Chatting and serving (taiwa shell / run) are not built yet."
 
-test: install ## run the test suite
-	$(BIN)/python -m pytest -q
+$(RASA_SDK_VENV)/.installed-stamp:
+	@# A real Rasa SDK action server for the remote-action tests, in its own venv: rasa-sdk pins
+	@# older grpcio/pydantic/websockets than taiwa's own dependencies.
+	@test -x $(RASA_SDK_VENV)/bin/python || $(PYTHON) -m venv $(RASA_SDK_VENV)
+	$(RASA_SDK_VENV)/bin/python -m pip install --quiet '$(RASA_SDK)'
+	@touch $@
+
+test: install $(RASA_SDK_VENV)/.installed-stamp ## run the test suite
+	TAIWA_RASA_SDK_PYTHON=$(CURDIR)/$(RASA_SDK_VENV)/bin/python $(BIN)/python -m pytest -q
 
 check: install ## lint, format check and type check
 	$(BIN)/ruff format --check engine cli actions tests benchmarks
@@ -47,4 +56,4 @@ bench: install ## heavy benchmarks (kept out of CI)
 	else echo "(the embeddings extra is not installed: make install-embeddings to benchmark it too)"; fi
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(RASA_SDK_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

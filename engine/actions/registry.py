@@ -15,6 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from engine.domain import Domain
 from engine.events import Event, JsonValue
 
 
@@ -32,6 +33,10 @@ class ActionContext:
     """Id of the flow on top of the stack, if any."""
     config: Mapping[str, Any] = field(default_factory=dict)
     """Settings for the action (e.g. data paths), from the environment."""
+    events: tuple[Event, ...] = ()
+    """The conversation's events so far (sent to a remote action server as the tracker)."""
+    domain: Domain | None = None
+    """The assistant's domain (sent to a remote action server)."""
 
 
 ActionFunc = Callable[[ActionContext], Sequence[Event] | Awaitable[Sequence[Event]]]
