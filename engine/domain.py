@@ -13,6 +13,12 @@ from engine.conditions import Condition
 from engine.diagnostics import Location
 from engine.events import JsonValue
 
+ENGINE_PLACEHOLDERS: Mapping[str, frozenset[str]] = {
+    "utter_flow_resumed": frozenset({"flow_name"}),
+    "utter_invalid_value": frozenset({"slot", "reason"}),
+}
+"""Placeholders the engine fills in these responses, besides slot values."""
+
 SlotType = Literal["text", "bool", "categorical", "float", "list", "any"]
 MappingType = Literal["from_entity", "from_intent", "from_text", "controlled"]
 

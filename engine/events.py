@@ -126,7 +126,7 @@ class ToolCalled:
     type: ClassVar[str] = "tool_called"
     name: str
     status: str
-    """``ok`` or ``error``."""
+    """``ok``, ``error``, or ``disabled`` (switched off by an operator)."""
     error_type: str | None = None
     """``tool_timeout``, ``tool_4xx``, ``tool_5xx``, ``tool_error`` or ``tool_disabled``."""
     latency_ms: float = 0.0

@@ -7,6 +7,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit
 
@@ -76,3 +77,20 @@ def redis_url() -> str:
 def postgres_url() -> str:
     """A reachable PostgreSQL (TAIWA_TEST_POSTGRES_URL, default postgresql://postgres@127.0.0.1:5432/test)."""
     return _reachable_url("PostgreSQL", "TAIWA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test", 5432)
+
+
+# -- the reference assistant, trained once per test session
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def reference_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference assistant's NLU, trained into a temporary models/ folder."""
+    from engine.nlu.train import train_project
+
+    out = tmp_path_factory.mktemp("reference-models")
+    with _restored_actions_import():
+        train_project(REPO, out=out)
+    return out

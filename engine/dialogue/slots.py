@@ -2,7 +2,8 @@
 
 Mappings follow Rasa's semantics: ``from_entity`` (optionally a role / group, intent
 filters, only while a given flow is active), ``from_intent`` (a fixed value),
-``from_text`` (the whole message, only while the slot is being collected) and
+``from_text`` (the whole message: while the slot is being collected, or on any message
+whose intent the mapping names, e.g. the question that starts an FAQ flow) and
 ``controlled`` (set by actions and ``set_slots`` only). Every candidate value is coerced to
 the slot's type and checked (categorical values, numeric range) before it may be set.
 """
@@ -95,7 +96,7 @@ def _mapped(
     if m.type == "from_intent":
         return m.value if intent is not None and intent in m.intents else _NOTHING
     if m.type == "from_text":
-        if collecting != slot.name or message.source == "shortcut":
+        if message.source == "shortcut" or (collecting != slot.name and not m.intents):
             return _NOTHING
         return message.text
     return _NOTHING

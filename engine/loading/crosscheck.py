@@ -14,7 +14,7 @@ from typing import Any
 
 from engine.conditions import Condition
 from engine.diagnostics import Diagnostic, Location
-from engine.domain import Domain, Entity, Slot
+from engine.domain import ENGINE_PLACEHOLDERS, Domain, Entity, Slot
 from engine.errors import Errors, ErrorSpec
 from engine.flows.graph import build_graph, flow_cycles
 from engine.flows.model import END, ActionStep, CallStep, CollectStep, Flow, LinkStep, SetSlotsStep, UtterStep
@@ -392,7 +392,7 @@ def check_placeholders(parts: ProjectParts) -> Iterator[Diagnostic]:
                 continue
             for field in fields:
                 name = re.split(r"[.\[!:]", field, maxsplit=1)[0]
-                if name not in slots:
+                if name not in slots and name not in ENGINE_PLACEHOLDERS.get(response.name, ()):
                     yield Errors.E311.at(
                         var.loc,
                         f"response {response.name!r} uses {{{field}}}, but there is no slot {name!r}",

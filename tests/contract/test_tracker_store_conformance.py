@@ -11,11 +11,10 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from store_backends import Backend, store_backend
 
 from engine.events import ActionExecuted, BotUttered, Event, SlotSet
 from engine.stores import (
@@ -23,61 +22,10 @@ from engine.stores import (
     LockTimeoutError,
     StoreClosedError,
     TrackerStore,
-    open_store,
 )
 from engine.stores._locks import LocalLocks
 
 Body = Callable[[TrackerStore], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    url: str
-
-    def open(self) -> TrackerStore:
-        return open_store(self.url)
-
-    def run(self, body: Body) -> None:
-        async def main() -> None:
-            async with self.open() as store:
-                await body(store)
-
-        asyncio.run(main())
-
-
-@contextmanager
-def _backend(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    unique = uuid.uuid4().hex[:12]
-    if kind == "memory":
-        yield Backend(kind, "memory://")
-    elif kind == "sqlite":
-        yield Backend(kind, f"sqlite://{tmp_path}/events.db")
-    elif kind == "redis":
-        import redis
-
-        base: str = request.getfixturevalue("redis_url")
-        prefix = f"taiwa-test-{unique}:"
-        try:
-            yield Backend(kind, f"{base}{'&' if '?' in base else '?'}prefix={prefix}")
-        finally:
-            client = redis.Redis.from_url(base)
-            try:
-                keys = list(client.scan_iter(match=f"{prefix}*"))
-                if keys:
-                    client.delete(*keys)
-            finally:
-                client.close()
-    else:
-        import psycopg
-
-        base = request.getfixturevalue("postgres_url")
-        table = f"taiwa_test_{unique}"
-        try:
-            yield Backend(kind, f"{base}{'&' if '?' in base else '?'}table={table}")
-        finally:
-            with psycopg.connect(base, autocommit=True) as conn:
-                conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 services = pytest.mark.services
@@ -87,21 +35,21 @@ REDIS, POSTGRES = pytest.param("redis", marks=services), pytest.param("postgres"
 
 @pytest.fixture(params=[MEMORY, SQLITE, REDIS, POSTGRES])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    with _backend(request.param, request, tmp_path) as b:
+    with store_backend(request.param, request, tmp_path) as b:
         yield b
 
 
 @pytest.fixture(params=[SQLITE, REDIS, POSTGRES])
 def persistent_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """The stores that keep events after they close."""
-    with _backend(request.param, request, tmp_path) as b:
+    with store_backend(request.param, request, tmp_path) as b:
         yield b
 
 
 @pytest.fixture(params=[REDIS, POSTGRES])
 def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """The stores whose events and turn locks are shared between processes."""
-    with _backend(request.param, request, tmp_path) as b:
+    with store_backend(request.param, request, tmp_path) as b:
         yield b
 
 

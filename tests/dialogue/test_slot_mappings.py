@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -152,3 +153,21 @@ def test_slot_sets_skip_unchanged_values_and_report_rejections(project: Project)
     )
     assert ("extra_size", "small") not in accepted
     assert [(c.slot, reason) for c, reason in rejected] == [("pizza_size", "expected one of small, medium, large")]
+
+
+def test_from_text_with_an_intent_filter_fills_from_the_message_that_has_that_intent(tmp_path: Path) -> None:
+    project = project_from_yaml(
+        tmp_path,
+        {
+            "domain/request.yml": """
+slots:
+  request:
+    type: text
+    mappings:
+      - type: from_text
+        intent: order_pizza
+""",
+        },
+    )
+    assert offered(project, msg("order_pizza", text="a pizza for four"))["request"] == "a pizza for four"
+    assert "request" not in offered(project, msg("greet", text="hello"))

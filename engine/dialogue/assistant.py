@@ -1,0 +1,89 @@
+"""Put an assistant together from a project folder: project, trained NLU, store, actions.
+
+``await open_assistant(project_dir)`` is what ``taiwa shell`` and ``taiwa run`` call;
+tests and embedders can build a :class:`~engine.dialogue.processor.MessageProcessor`
+directly instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.actions.registry import discover_actions
+from engine.actions.remote import remote_runner_from_env
+from engine.actions.runner import DispatchingRunner, LocalActionRunner
+from engine.dialogue.executor import Switches
+from engine.dialogue.processor import MessageProcessor
+from engine.loading.project import Project, load_project_or_raise
+from engine.nlu.artifact import load_model
+from engine.nlu.model import NluModel
+from engine.stores import open_store
+from engine.stores.base import TrackerStore
+
+STORE_ENV = "TAIWA_TRACKER_STORE"
+"""Environment variable with the tracker store URL (``sqlite:///...``, ``redis://...``, ...)."""
+
+TOOLS_OFF_ENV = "TAIWA_TOOLS_OFF"
+"""Comma-separated tools switched off at start (operators can switch them at run time)."""
+
+
+def default_store_url(project_root: Path) -> str:
+    """The embedded default: one SQLite file under the project's ``.taiwa/``."""
+    return f"sqlite:///{(project_root / '.taiwa' / 'tracker.sqlite3').resolve()}"
+
+
+@dataclass
+class Assistant:
+    project: Project
+    nlu: NluModel
+    store: TrackerStore
+    processor: MessageProcessor
+    store_url: str
+
+    async def close(self) -> None:
+        await self.processor.runner.close()
+        if self.processor.llm is not None:
+            await self.processor.llm.aclose()
+        await self.store.close()
+
+
+def tools_off_from_env(env: Mapping[str, str] | None = None) -> frozenset[str]:
+    raw = (env if env is not None else os.environ).get(TOOLS_OFF_ENV, "")
+    return frozenset(t.strip() for t in raw.split(",") if t.strip())
+
+
+async def open_assistant(
+    project_dir: Path | str,
+    *,
+    model: Path | str | None = None,
+    store_url: str | None = None,
+    env: Mapping[str, str] | None = None,
+    action_config: Mapping[str, Any] | None = None,
+) -> Assistant:
+    """Load the project and its trained model, open the store and the action runners.
+
+    Raises ProjectError (the project has errors), ModelNotFoundError (not trained yet) and
+    StoreConfigError (a bad store URL), each with a fix in its message.
+    """
+    environ = env if env is not None else os.environ
+    root = Path(project_dir)
+    project = load_project_or_raise(root)
+    nlu = load_model(model if model is not None else root / "models")
+    url = store_url or environ.get(STORE_ENV) or default_store_url(root)
+    store = open_store(url)
+    local = LocalActionRunner(discover_actions(root), action_config)
+    runner = DispatchingRunner(local, remote_runner_from_env(environ))
+    llm = None
+    if project.policies.llm_fallback.enabled:
+        from engine.llm.fallback import LlmFallback
+
+        llm = LlmFallback.from_policies(project.policies, project.domain, environ=environ)
+    off = tools_off_from_env(environ)
+    processor = MessageProcessor(
+        project, nlu, store, runner, llm=llm, switches=lambda: Switches(off), action_config=action_config
+    )
+    return Assistant(project, nlu, store, processor, url)
