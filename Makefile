@@ -23,11 +23,12 @@ install-embeddings: install ## the optional dense NLU extra: PyTorch 2.13 (CPU),
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[test,embeddings]'
 
-run: install ## check and train the reference assistant, draw its flows
+run: install ## check and train the reference assistant, draw its flows, chat with it
 	$(BIN)/taiwa validate --project $(PROJECT)
 	$(BIN)/taiwa train --project $(PROJECT)
 	$(BIN)/taiwa visualize --project $(PROJECT) --output $(PROJECT)/.taiwa-flows.mmd
-	@echo "Flows drawn to $(PROJECT)/.taiwa-flows.mmd (Mermaid). Chatting and serving (taiwa shell / run) are not built yet."
+	@echo "Flows drawn to $(PROJECT)/.taiwa-flows.mmd (Mermaid). Starting the assistant in the terminal (the HTTP server, taiwa run, is not built yet)."
+	$(BIN)/taiwa shell --project $(PROJECT)
 
 $(RASA_SDK_VENV)/.installed-stamp:
 	@# A real Rasa SDK action server for the remote-action tests, in its own venv: rasa-sdk pins

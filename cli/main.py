@@ -8,15 +8,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import errors_cmd, init, schema, train, validate, visualize
+from cli import errors_cmd, init, schema, shell, train, validate, visualize
 from engine import __version__
 
-COMMANDS = (validate, train, init, visualize, schema, errors_cmd)
+COMMANDS = (validate, train, shell, init, visualize, schema, errors_cmd)
 
 EPILOG = """examples:
   taiwa init my-bot                 scaffold a new assistant
   taiwa validate --project my-bot   check every file, report all problems
   taiwa train --project my-bot      train the NLU (skipped when nothing changed)
+  taiwa shell --project my-bot      chat with it in the terminal (--debug shows each decision)
   taiwa visualize create_ticket     draw a flow (Mermaid)
 """
 
