@@ -103,6 +103,8 @@ class Switches:
 
     tools_off: frozenset[str] = frozenset()
     """Tools switched off: they answer with their "unavailable" response."""
+    strict_policy: bool = False
+    """STRICT_POLICY: a disallowed topic also hands the conversation to a person."""
 
 
 class Executor:
@@ -166,6 +168,14 @@ class Executor:
                 await self._handoff(turn, decision.handoff_reason or "user_request", decision.flow)
             case "fallback":
                 self._fallback(turn, decision.fallback_reason or "unhandled")
+            case "guardrail":
+                for name in decision.actions:
+                    self.say(turn, name)
+                if decision.handoff_reason is not None:
+                    self._cancel_stack(turn, "handoff")
+                    turn.emit(ev.HandoffRequested(decision.handoff_reason))
+                else:
+                    self._ask_again(turn)
 
     async def _answer(self, turn: Turn, understood: Understanding) -> None:
         waiting = collecting_step(self.flows, turn.state)

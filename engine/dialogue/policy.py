@@ -6,8 +6,8 @@ Four policies look at the message, the state and what state tracking made of it
 (defaults: rules 6, flows 5, handoff 4, fallback 1), and the :class:`PolicyDecided` event
 names the winner, its reason and the policies it outranked.
 
-- ``rule_policy``: a confident intent matching a rule (and its slot condition), unless the
-  message answers the active flow's question.
+- ``rule_policy``: a confident intent matching a rule (and its slot condition; a rule whose
+  condition holds beats one without), unless the message answers the active flow's question.
 - ``flow_policy``, in this order: cancel the active flow (intent ``cancel``); take an
   answer to its question; take a correction of an earlier answer; start a flow whose
   ``nlu_trigger`` intent is confident enough (interrupting the active one); or, while a
@@ -16,12 +16,17 @@ names the winner, its reason and the policies it outranked.
 - ``fallback_policy``: the top intent is below ``nlu_threshold`` or within
   ``ambiguity_threshold`` of the second, or no other policy handles the message.
 
+Before all of them, ``guardrail_policy`` answers a message on one of the
+``guardrails.disallowed_topics`` (a keyword, matched as a whole word) with the topic's
+response; under STRICT_POLICY it also hands the conversation to a person.
+
 A confident intent is one at or above ``nlu_threshold`` and at least
 ``ambiguity_threshold`` ahead of the runner-up.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -36,8 +41,11 @@ CANCEL_INTENT = "cancel"
 """The intent that cancels the active flow ("never mind")."""
 
 RULE, FLOW, HANDOFF, FALLBACK = "rule_policy", "flow_policy", "handoff_policy", "fallback_policy"
+GUARDRAIL = "guardrail_policy"
 
-Kind = Literal["rule", "answer", "correction", "trigger", "resume", "cancel", "no_answer", "handoff", "fallback"]
+Kind = Literal[
+    "rule", "answer", "correction", "trigger", "resume", "cancel", "no_answer", "handoff", "fallback", "guardrail"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +106,17 @@ def decide(
     state: DialogueState,
     message: UserUttered,
     understood: Understanding,
+    *,
+    strict: bool = False,
 ) -> Decision:
-    """The winning decision for ``message`` (see the module docstring)."""
+    """The winning decision for ``message`` (see the module docstring).
+
+    ``strict`` is STRICT_POLICY (from ``guardrails`` or switched on at run time): a message
+    on a disallowed topic then also hands the conversation to a person (reason ``policy``).
+    """
+    guarded = _guardrail(config, message, strict or config.guardrails.strict_policy)
+    if guarded is not None:
+        return guarded
     conf = confidence(message, config)
     prio = priorities(config)
     proposals: list[Decision] = []
@@ -136,13 +153,17 @@ def _rule(
         return None
     slots = dict(state.slots)
     slots.update(understood.global_sets)
-    for rule in config.rules:
-        if rule.intent == message.intent and (rule.condition is None or rule.condition.evaluate(slots)):
-            why = f"rule '{rule.name}' matches intent {message.intent} ({conf.score:.2f})"
-            if rule.condition is not None:
-                why += f" and {rule.condition.text}"
-            return Decision(RULE, "rule", why, rule.then)
-    return None
+    matching = [
+        r for r in config.rules if r.intent == message.intent and (r.condition is None or r.condition.evaluate(slots))
+    ]
+    if not matching:
+        return None
+    # A rule whose slot condition holds is more specific than one without: it wins.
+    rule = next((r for r in matching if r.condition is not None), matching[0])
+    why = f"rule '{rule.name}' matches intent {message.intent} ({conf.score:.2f})"
+    if rule.condition is not None:
+        why += f" and {rule.condition.text}"
+    return Decision(RULE, "rule", why, rule.then)
 
 
 def triggered_flow(
@@ -207,6 +228,32 @@ def _handoff(
     flow = next((f.id for f in flows.values() if any(t.intent == message.intent for t in f.nlu_triggers)), None)
     why = f"intent {message.intent} ({conf.score:.2f}) asks for a person"
     return Decision(HANDOFF, "handoff", why, flow=flow, handoff_reason="user_request")
+
+
+def _keyword_pattern(keyword: str) -> re.Pattern[str]:
+    escaped = re.escape(keyword.lower())
+    if keyword.isascii():
+        return re.compile(rf"(?<!\w){escaped}(?!\w)")
+    return re.compile(escaped)  # scripts without spaces between words: match inside words
+
+
+def _guardrail(config: PolicyConfig, message: UserUttered, strict: bool) -> Decision | None:
+    """A disallowed topic: always answered with its response, whatever the priorities."""
+    if message.source == "shortcut" or not config.guardrails.disallowed_topics:
+        return None
+    text = message.text.lower()
+    for topic in config.guardrails.disallowed_topics:
+        for keyword in topic.keywords:
+            if _keyword_pattern(keyword).search(text):
+                why = f"the message touches the disallowed topic {topic.name} ({keyword!r})"
+                return Decision(
+                    GUARDRAIL,
+                    "guardrail",
+                    why + (", and STRICT_POLICY hands it to a person" if strict else ""),
+                    (topic.response,),
+                    handoff_reason="policy" if strict else None,
+                )
+    return None
 
 
 def _fallback(message: UserUttered, conf: Confidence, others: bool) -> Decision:

@@ -249,14 +249,16 @@ class MessageProcessor:
 
         # DM
         t0 = time.perf_counter()
-        decision = decide(project.policies, project.flows, turn.state, message, understood)
+        switches = self.switches()
+        strict = switches.strict_policy or project.policies.emergency.strict_policy
+        decision = decide(project.policies, project.flows, turn.state, message, understood, strict=strict)
         decided = decision.event()
         turn.emit(decided)
         nodes["DM"] = _ms(t0)
 
         # EXEC + NLG
         t0 = time.perf_counter()
-        await self.executor.carry_out(turn, decision, understood, self.switches())
+        await self.executor.carry_out(turn, decision, understood, switches)
         nodes["EXEC"] = _ms(t0)
         result_ = self._result(cid, turn_id, turn, decided, parse, started, nodes)
         log.info(

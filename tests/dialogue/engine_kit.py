@@ -158,6 +158,10 @@ responses:
     - text: "Back to {flow_name}."
   utter_correction_acknowledged:
     - text: "Updated."
+  utter_no_investment_advice:
+    - text: "I can't give investment advice."
+  utter_vip_greet:
+    - text: "Welcome back, valued customer!"
 """
 
 FLOWS = """
@@ -247,6 +251,11 @@ rules:
     when:
       intent: greet
     then: [utter_greet]
+  - rule: greet savers
+    when:
+      intent: greet
+      if: account == 'savings'
+    then: [utter_vip_greet]
   - rule: small talk
     when:
       intent: chitchat
@@ -264,6 +273,11 @@ handoff:
   response: utter_handoff
   intents: [human_handoff]
   failure_response: utter_tool_failure
+guardrails:
+  disallowed_topics:
+    - name: investment_advice
+      keywords: [stock tips, bitcoin]
+      response: utter_no_investment_advice
 emergency:
   tools:
     do_transfer: true
@@ -345,6 +359,7 @@ class Bot:
     store: InMemoryTrackerStore
     clock: list[float]
     tools_off: set[str]
+    strict: list[bool]
 
     async def say(self, text: str, cid: str = "c1", **kwargs: Any) -> TurnResult:
         return await self.processor.handle(cid, text, **kwargs)
@@ -369,6 +384,7 @@ def make_bot(
     nlu = ScriptedNlu()
     clock = [1_000_000.0]
     tools_off: set[str] = set()
+    strict = [False]
     store = store or InMemoryTrackerStore()
     processor = MessageProcessor(
         project,
@@ -376,7 +392,7 @@ def make_bot(
         store,
         LocalActionRunner(specs),
         clock=lambda: clock[0],
-        switches=lambda: Switches(frozenset(tools_off)),
+        switches=lambda: Switches(frozenset(tools_off), strict[0]),
         rng=random.Random(7),
     )
-    return Bot(processor, nlu, store, clock, tools_off)
+    return Bot(processor, nlu, store, clock, tools_off, strict)

@@ -447,3 +447,35 @@ async def test_state_is_a_replay_of_the_stored_events(bot: Bot) -> None:
         "Back to money transfer.",
         "Who should receive the money?",
     ]
+
+
+async def test_a_rule_with_a_slot_condition_beats_the_plain_rule_when_it_holds(bot: Bot) -> None:
+    assert await bot.texts("/greet") == ["Hello!"]
+    await bot.say('/inform{"account": "savings"}')
+    assert await bot.texts("/greet") == ["Welcome back, valued customer!"]
+
+
+# --------------------------------------------------------------------------- guardrails
+
+
+async def test_a_disallowed_topic_gets_its_response_whatever_the_priorities(bot: Bot) -> None:
+    await bot.say("/transfer_money")
+    bot.nlu.understands("any stock tips for me?", ("transfer_money", 0.9), ("greet", 0.01))
+    result = await bot.say("any stock tips for me?")
+    assert [m.text for m in result.messages] == ["I can't give investment advice.", "Who should receive the money?"]
+    assert result.decision is not None and result.decision.policy == "guardrail_policy"
+    assert result.state.handoff is None
+
+
+async def test_a_keyword_matches_whole_words_only(bot: Bot) -> None:
+    bot.nlu.understands("bitcoinish things", ("chitchat", 0.9), ("greet", 0.01))
+    assert await bot.texts("bitcoinish things") == ["I'm fine, thanks."]
+
+
+async def test_strict_policy_hands_a_disallowed_topic_to_a_person(bot: Bot) -> None:
+    bot.strict[0] = True  # switched at run time
+    bot.nlu.understands("should I buy Bitcoin?", ("chitchat", 0.6), ("greet", 0.1))
+    result = await bot.say("should I buy Bitcoin?")
+    assert [m.text for m in result.messages] == ["I can't give investment advice."]
+    assert ev.HandoffRequested("policy") in result.events
+    assert (await bot.say("/greet")).messages == ()
