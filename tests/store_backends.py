@@ -65,3 +65,12 @@ def store_backend(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
         finally:
             with psycopg.connect(base, autocommit=True) as conn:
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def free_local_port() -> int:
+    """A port on 127.0.0.1 nothing listens on (for "server down" tests)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

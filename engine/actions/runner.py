@@ -22,6 +22,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
@@ -284,6 +285,13 @@ def check_events(name: str, value: object) -> tuple[Event, ...]:
     return tuple(value)
 
 
+DEFAULT_THREADS = 16
+"""Worker threads for synchronous actions (``TAIWA_ACTION_THREADS``)."""
+
+QUEUE_TIMEOUT = 30.0
+"""Seconds a synchronous action may wait for a free worker thread before it counts as timed out."""
+
+
 class LocalActionRunner:
     """Runs the actions registered in this process (``@action`` in the project's ``actions/``)."""
 
@@ -293,10 +301,13 @@ class LocalActionRunner:
         config: Mapping[str, Any] | None = None,
         *,
         backoff: Backoff | None = None,
+        threads: int = DEFAULT_THREADS,
     ) -> None:
         self._specs = specs
         self._config: Mapping[str, Any] = MappingProxyType(dict(config or {}))
         self._backoff = backoff or Backoff()
+        self._threads = max(1, threads)
+        self._pool: ThreadPoolExecutor | None = None
 
     def has(self, name: str) -> bool:
         return name in self._specs
@@ -305,7 +316,10 @@ class LocalActionRunner:
         return sorted(self._specs)
 
     async def close(self) -> None:
-        """Nothing to release (a sync action that overran finishes in its thread on its own)."""
+        """Release the worker threads (a sync action that overran finishes on its own)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     async def run(self, name: str, ctx: ActionContext) -> ActionOutcome:
         started = time.perf_counter()
@@ -324,13 +338,11 @@ class LocalActionRunner:
         async def attempt() -> tuple[Event, ...]:
             nonlocal attempts
             attempts += 1
-            deadline = asyncio.timeout(spec.timeout)
             try:
-                async with deadline:
-                    value = await self._call(spec, ctx)
+                value = await self._call(spec, ctx)
             except Exception as exc:  # a tool's failure, whatever it is, becomes an outcome
                 error_type = classify(exc)
-                if isinstance(exc, TimeoutError) and deadline.expired():
+                if isinstance(exc, _ToolTimedOutError):
                     message = f"action {name!r} did not finish within {spec.timeout:g} s"
                 else:
                     message = describe(exc, error_type)
@@ -346,15 +358,44 @@ class LocalActionRunner:
         latency = (time.perf_counter() - started) * 1000
         return ActionOutcome(name, "ok", events, None, None, latency, attempts)
 
-    @staticmethod
-    async def _call(spec: ActionSpec, ctx: ActionContext) -> object:
+    async def _call(self, spec: ActionSpec, ctx: ActionContext) -> object:
+        """Run the action; its timeout starts when it starts, not while it waits for a thread
+        (under load that wait is ours, not the tool's)."""
+        loop = asyncio.get_running_loop()
         if _is_async(spec.func):
-            result: object = spec.func(ctx)
-        else:
-            result = await asyncio.to_thread(spec.func, ctx)
+            return await _bounded(spec.func(ctx), spec.timeout)
+        started = asyncio.Event()
+
+        def in_thread() -> object:
+            loop.call_soon_threadsafe(started.set)
+            return spec.func(ctx)
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="taiwa-action")
+        future = loop.run_in_executor(self._pool, in_thread)
+        async with asyncio.timeout(QUEUE_TIMEOUT):
+            await started.wait()
+        result = await _bounded(future, spec.timeout)
         if inspect.isawaitable(result):
-            result = await result
+            result = await _bounded(result, spec.timeout)
         return result
+
+
+class _ToolTimedOutError(TimeoutError):
+    """The action itself ran past its timeout."""
+
+
+async def _bounded(awaitable: object, seconds: float) -> object:
+    if not inspect.isawaitable(awaitable):
+        return awaitable
+    deadline = asyncio.timeout(seconds)
+    try:
+        async with deadline:
+            return await awaitable
+    except TimeoutError as exc:
+        if deadline.expired():
+            raise _ToolTimedOutError() from exc
+        raise  # the tool's own timeout (e.g. its HTTP client's): still tool_timeout, its message kept
 
 
 # -- local first, then the action server ---------------------------------------------------

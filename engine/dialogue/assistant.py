@@ -15,7 +15,7 @@ from typing import Any
 
 from engine.actions.registry import discover_actions
 from engine.actions.remote import remote_runner_from_env
-from engine.actions.runner import DispatchingRunner, LocalActionRunner
+from engine.actions.runner import DEFAULT_THREADS, DispatchingRunner, LocalActionRunner
 from engine.dialogue.executor import Switches
 from engine.dialogue.processor import MessageProcessor
 from engine.loading.project import Project, load_project_or_raise
@@ -26,6 +26,9 @@ from engine.stores.base import TrackerStore
 
 STORE_ENV = "TAIWA_TRACKER_STORE"
 """Environment variable with the tracker store URL (``sqlite:///...``, ``redis://...``, ...)."""
+
+ACTION_THREADS_ENV = "TAIWA_ACTION_THREADS"
+"""Worker threads for synchronous actions (default 16)."""
 
 TOOLS_OFF_ENV = "TAIWA_TOOLS_OFF"
 """Comma-separated tools switched off at start (operators can switch them at run time)."""
@@ -75,7 +78,8 @@ async def open_assistant(
     nlu = load_model(model if model is not None else root / "models")
     url = store_url or environ.get(STORE_ENV) or default_store_url(root)
     store = open_store(url)
-    local = LocalActionRunner(discover_actions(root), action_config)
+    threads = int(environ.get(ACTION_THREADS_ENV, "") or DEFAULT_THREADS)
+    local = LocalActionRunner(discover_actions(root), action_config, threads=threads)
     runner = DispatchingRunner(local, remote_runner_from_env(environ))
     llm = None
     if project.policies.llm_fallback.enabled:

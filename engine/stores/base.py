@@ -152,7 +152,7 @@ class StoreClosedError(StoreError, RuntimeError):
 
 
 class StoreUnavailableError(StoreError, ConnectionError):
-    """The store's server could not be reached when the store opened."""
+    """The store's server could not be reached."""
 
 
 VALID_URL_FORMS = (

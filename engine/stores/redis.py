@@ -21,12 +21,14 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockNotOwnedError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.events import Event, event_from_dict
 from engine.stores._codec import encode_events
@@ -36,6 +38,7 @@ from engine.stores.base import (
     ConcurrentWriteError,
     LockTimeoutError,
     StoreClosedError,
+    StoreUnavailableError,
     TrackerStore,
     check_since,
 )
@@ -101,16 +104,28 @@ class RedisTrackerStore(TrackerStore):
         if self._closed:
             raise StoreClosedError("redis")
 
+    @contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        """redis-py's connection errors as :class:`StoreUnavailableError`, like the other stores."""
+        try:
+            yield
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailableError(
+                f"the Redis tracker store does not answer ({type(exc).__name__}). Fix: check that the "
+                "server runs and the URL's host, port and password are right."
+            ) from exc
+
     async def append(self, conversation_id: str, events: Sequence[Event], *, expected_length: int | None = None) -> int:
         self._check_open()
         encoded = encode_events(events)
         head = f'"conversation_id":{json.dumps(conversation_id)},"stored_at":{time.time():.6f},"type":'
         rows = [f'{head}{json.dumps(e.type)},"data":{e.data}}}' for e in encoded]
         expected = -1 if expected_length is None else expected_length
-        ok, length = await self._append_script(
-            keys=[self._events_key(conversation_id), self._conversations_key],
-            args=[expected, conversation_id, *rows],
-        )
+        with self._unavailable():
+            ok, length = await self._append_script(
+                keys=[self._events_key(conversation_id), self._conversations_key],
+                args=[expected, conversation_id, *rows],
+            )
         if not ok:
             raise ConcurrentWriteError(conversation_id, expected, int(length))
         return int(length)
@@ -118,25 +133,29 @@ class RedisTrackerStore(TrackerStore):
     async def load(self, conversation_id: str, *, since: int = 0) -> list[Event]:
         self._check_open()
         check_since(since)
-        rows = await self._client.lrange(self._events_key(conversation_id), since, -1)
+        with self._unavailable():
+            rows = await self._client.lrange(self._events_key(conversation_id), since, -1)
         return [_decode_row(row) for row in rows]
 
     async def length(self, conversation_id: str) -> int:
         self._check_open()
-        length: int = await self._client.llen(self._events_key(conversation_id))
+        with self._unavailable():
+            length: int = await self._client.llen(self._events_key(conversation_id))
         return length
 
     async def conversations(self) -> list[str]:
         self._check_open()
-        members = await self._client.smembers(self._conversations_key)
+        with self._unavailable():
+            members = await self._client.smembers(self._conversations_key)
         return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
 
     async def delete(self, conversation_id: str) -> None:
         self._check_open()
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.delete(self._events_key(conversation_id))
-            pipe.srem(self._conversations_key, conversation_id)
-            await pipe.execute()
+        with self._unavailable():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.delete(self._events_key(conversation_id))
+                pipe.srem(self._conversations_key, conversation_id)
+                await pipe.execute()
 
     async def close(self) -> None:
         if self._closed:
@@ -162,7 +181,9 @@ class RedisTrackerStore(TrackerStore):
                 blocking_timeout=max(0.0, deadline - loop.time()),
                 thread_local=False,
             )
-            if not await lock.acquire():
+            with self._unavailable():
+                acquired = await lock.acquire()
+            if not acquired:
                 raise LockTimeoutError(conversation_id, timeout)
             keeper = asyncio.create_task(self._keep_alive(lock, conversation_id))
             try:

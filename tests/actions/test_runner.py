@@ -429,3 +429,23 @@ def test_dispatching_without_a_server() -> None:
         "action 'b' is not implemented in actions/ and no action server is configured (set TAIWA_ACTION_SERVER_URL)"
     )
     asyncio.run(runner.close())
+
+
+def test_time_spent_waiting_for_a_worker_thread_does_not_count_against_the_timeout() -> None:
+    def slowish(ctx: ActionContext) -> list[Event]:
+        time.sleep(0.3)
+        return [SlotSet("done", True)]
+
+    runner = LocalActionRunner({"t": spec("t", slowish, timeout=0.5)}, threads=1)
+
+    async def main() -> list[Any]:
+        try:
+            return await asyncio.gather(*(runner.run("t", ActionContext("c", {})) for _ in range(3)))
+        finally:
+            await runner.close()
+
+    outcomes = asyncio.run(main())
+    # One thread: the third call waits ~0.6 s for it, more than the 0.5 s timeout; each call
+    # itself takes 0.3 s, so none timed out.
+    assert [o.status for o in outcomes] == ["ok", "ok", "ok"]
+    assert max(o.latency_ms for o in outcomes) > 500

@@ -21,7 +21,9 @@ from engine.stores import (
     ConcurrentWriteError,
     LockTimeoutError,
     StoreClosedError,
+    StoreUnavailableError,
     TrackerStore,
+    open_store,
 )
 from engine.stores._locks import LocalLocks
 
@@ -407,5 +409,19 @@ def test_redis_lock_outlives_a_crashed_holder_only_until_its_ttl(redis_url: str)
                     async with other.lock("c2", timeout=0.8):
                         pytest.fail("the lock expired while its holder was alive")
             assert await store._client.keys(f"{prefix}*") == []
+
+    asyncio.run(main())
+
+
+def test_redis_down_is_a_store_error_with_a_fix() -> None:
+    from store_backends import free_local_port
+
+    async def main() -> None:
+        async with open_store(f"redis://127.0.0.1:{free_local_port()}/0") as store:
+            with pytest.raises(StoreUnavailableError, match="Fix:"):
+                await store.load("c1")
+            with pytest.raises(StoreUnavailableError):
+                async with store.lock("c1", timeout=1.0):
+                    pass
 
     asyncio.run(main())
