@@ -1,0 +1,105 @@
+"""``taiwa run``: serve the trained assistant over HTTP (Sanic): channels and the API."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from cli._common import add_project_option, check_project_dir, usage_error
+from engine.diagnostics import EngineError, ProjectError
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        "run",
+        help="serve the assistant over HTTP (channels, API)",
+        description=(
+            "Serve the trained assistant: the REST channel (Rasa-compatible), every channel whose "
+            "credentials are set, and the HTTP API (token in TAIWA_API_TOKEN or JWTs with TAIWA_JWT_SECRET)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  taiwa run --project my-bot\n"
+            "  TAIWA_API_TOKEN=secret taiwa run --port 5005 --workers 2\n"
+            '  curl -s localhost:5005/webhooks/rest/webhook -d \'{"sender": "me", "message": "hi"}\''
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_project_option(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5005, help="port (default: 5005)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    parser.add_argument("--model", type=Path, help="model folder (default: PROJECT/models, the latest)")
+    parser.add_argument("--store", metavar="URL", help="tracker store URL (default: TAIWA_TRACKER_STORE or SQLite)")
+    parser.add_argument(
+        "--env-file", type=Path, help="read environment variables from this file (default: PROJECT/.env)"
+    )
+    parser.set_defaults(run=run)
+
+
+def load_env_file(path: Path) -> dict[str, str]:
+    """``KEY=value`` lines (``#`` comments, optional quotes); the real environment wins."""
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ValueError(f"{path}:{number}: expected KEY=value, got {line[:40]!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def run(args: argparse.Namespace) -> int:
+    bad = check_project_dir(args.project)
+    if bad is not None:
+        return bad
+    if not 0 < args.port < 65536:
+        return usage_error(f"--port {args.port} is not a port number", "use 1-65535")
+    if args.workers < 1:
+        return usage_error("--workers must be at least 1")
+    env_file = args.env_file or (args.project / ".env")
+    env = dict(os.environ)
+    if env_file.is_file():
+        try:
+            env = {**load_env_file(env_file), **os.environ}
+        except ValueError as exc:
+            return usage_error(str(exc), "write one KEY=value per line")
+    elif args.env_file is not None:
+        return usage_error(f"--env-file {args.env_file} does not exist")
+    os.environ.update(env)  # workers are separate processes: they read it from here
+
+    from sanic import Sanic
+    from sanic.worker.loader import AppLoader
+
+    from engine.dialogue.assistant import open_assistant  # noqa: F401 - fail early on import problems
+    from engine.loading.project import load_project_or_raise
+    from engine.nlu.artifact import resolve_model_dir
+    from engine.server.app import ServerSettings, create_app
+
+    try:
+        load_project_or_raise(args.project)
+        resolve_model_dir(args.model or args.project / "models")
+    except ProjectError as exc:
+        sys.stderr.write(str(exc) + "\nFix: run `taiwa validate` and correct the errors it lists.\n")
+        return 1
+    except EngineError as exc:
+        text = str(exc)
+        return usage_error(text.split(" Fix: ")[0], text.split(" Fix: ", 1)[1] if " Fix: " in text else None)
+
+    settings = ServerSettings(args.project.resolve(), args.model, args.store, env)
+    loader = AppLoader(factory=partial(create_app, settings))
+    app = loader.load()
+    names = ", ".join(app.ctx.channel_names)
+    print(f"taiwa {args.project.resolve().name}: http://{args.host}:{args.port} · channels: {names}", flush=True)
+    app.prepare(host=args.host, port=args.port, workers=args.workers, motd=False, access_log=False)
+    Sanic.serve(primary=app, app_loader=loader)
+    return 0

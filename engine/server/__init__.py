@@ -1,0 +1,1 @@
+"""The HTTP server (``taiwa run``): Sanic app, channels, API, auth, limits, metrics."""

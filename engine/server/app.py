@@ -1,0 +1,344 @@
+"""The Sanic application of ``taiwa run``: channels, the HTTP API, auth, limits, metrics.
+
+:func:`create_app` builds the app from :class:`ServerSettings`; each worker process opens the
+assistant (project, model, tracker store, action runners) in ``before_server_start`` and
+closes it after the last in-flight turn has finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json as jsonlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sanic import Request, Sanic
+from sanic.response import HTTPResponse, json, raw
+
+from engine import __version__
+from engine import events as ev
+from engine.dialogue.assistant import Assistant, open_assistant
+from engine.dialogue.processor import TurnResult, bot_message_dict
+from engine.events import BotUttered, event_to_dict
+from engine.server.auth import Auth, Role
+from engine.server.body import ID, METADATA, TEXT, json_body, obj
+from engine.server.channels.base import ChannelContext, Incoming
+from engine.server.errors import ApiError, install_error_handler
+from engine.server.ratelimit import TokenBuckets, retry_after
+
+log = logging.getLogger("taiwa.server")
+
+MAX_BODY = 1_000_000
+"""Bytes in one request body."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    project: Path
+    model: Path | None = None
+    store_url: str | None = None
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    max_body: int = MAX_BODY
+    rate_capacity: float = 20.0
+    """Messages a sender may send at once."""
+    rate_per_second: float = 5.0
+    """Sustained messages per second per sender."""
+    audit_log: Path | None = None
+    """Where the audit log goes (default PROJECT/.taiwa/audit.jsonl)."""
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.turns = Counter("taiwa_turns_total", "Turns processed", ["channel", "policy"], registry=self.registry)
+        self.latency = Histogram(
+            "taiwa_turn_latency_seconds",
+            "Turn latency, NLU and tools included",
+            ["channel"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.tools = Counter(
+            "taiwa_tool_calls_total", "Tool calls", ["tool", "status", "error_type"], registry=self.registry
+        )
+        self.fallbacks = Counter("taiwa_fallbacks_total", "Fallbacks", ["reason"], registry=self.registry)
+        self.handoffs = Counter("taiwa_handoffs_total", "Handoffs", ["reason"], registry=self.registry)
+        self.rate_limited = Counter(
+            "taiwa_rate_limited_total", "Requests refused by the rate limit", registry=self.registry
+        )
+
+    def observe(self, channel: str, result: TurnResult) -> None:
+        policy = result.decision.policy if result.decision else "none"
+        self.turns.labels(channel, policy).inc()
+        self.latency.labels(channel).observe(result.latency_ms / 1000)
+        for e in result.events:
+            if isinstance(e, ev.ToolCalled):
+                self.tools.labels(e.name, e.status, e.error_type or "").inc()
+            elif isinstance(e, ev.FallbackTriggered):
+                self.fallbacks.labels(e.reason).inc()
+            elif isinstance(e, ev.HandoffRequested):
+                self.handoffs.labels(e.reason).inc()
+
+
+def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]:
+    app: Sanic[Any, Any] = Sanic(name)
+    app.config.REQUEST_MAX_SIZE = settings.max_body
+    app.config.REQUEST_TIMEOUT = 30
+    app.config.RESPONSE_TIMEOUT = 60
+    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = 15.0
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    install_error_handler(app)
+    auth = Auth.from_env(settings.env)
+    limits = TokenBuckets(settings.rate_capacity, settings.rate_per_second)
+    metrics = Metrics()
+    background: set[asyncio.Task[None]] = set()
+    http_session: list[aiohttp.ClientSession] = []
+    audit_path = settings.audit_log or Path(
+        settings.env.get("TAIWA_AUDIT_LOG") or settings.project / ".taiwa" / "audit.jsonl"
+    )
+
+    def assistant() -> Assistant:
+        a: Assistant | None = getattr(app.ctx, "assistant", None)
+        if a is None:
+            raise ApiError(503, "unavailable", "The assistant is still starting.")
+        return a
+
+    def http() -> aiohttp.ClientSession:
+        if not http_session:
+            http_session.append(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)))
+        return http_session[0]
+
+    def spawn(coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    def limit(key: str) -> None:
+        wait = limits.take(key)
+        if wait > 0:
+            metrics.rate_limited.inc()
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"Too many messages from this sender; retry in {retry_after(wait)} s.",
+                {"Retry-After": retry_after(wait)},
+            )
+
+    async def run_turn(
+        cid: str, text: str, channel: str, message_id: str | None, metadata: Mapping[str, Any]
+    ) -> TurnResult:
+        result = await assistant().processor.handle(
+            cid, text, channel=channel, message_id=message_id, metadata=dict(metadata)
+        )
+        metrics.observe(channel, result)
+        return result
+
+    async def process(msg: Incoming) -> list[BotUttered]:
+        limit(f"{msg.channel}:{msg.sender_id}")
+        result = await run_turn(msg.sender_id, msg.text, msg.channel, msg.message_id, msg.metadata)
+        return list(result.messages)
+
+    ctx = ChannelContext(process=process, http=http, spawn=spawn, env=settings.env)
+    channels = mount_channels(app, ctx, settings.env)
+    app.ctx.channel_names = [c.name for c in channels]
+
+    @app.before_server_start
+    async def start(app_: Sanic[Any, Any]) -> None:
+        app_.ctx.assistant = await open_assistant(
+            settings.project, model=settings.model, store_url=settings.store_url, env=settings.env
+        )
+        app_.ctx.started = time.time()
+
+    @app.before_server_stop
+    async def drain(app_: Sanic[Any, Any]) -> None:
+        if background:
+            await asyncio.wait(list(background), timeout=app.config.GRACEFUL_SHUTDOWN_TIMEOUT)
+
+    @app.after_server_stop
+    async def stop(app_: Sanic[Any, Any]) -> None:
+        a = getattr(app_.ctx, "assistant", None)
+        if a is not None:
+            await a.close()
+        for s in http_session:
+            await s.close()
+
+    def need(request: Request, role: Role) -> str:
+        return auth.require(request, role).subject
+
+    # ------------------------------------------------------------------ public
+
+    @app.get("/health")
+    async def health(request: Request) -> HTTPResponse:
+        a = getattr(app.ctx, "assistant", None)
+        checks: dict[str, Any] = {}
+        if a is None:
+            return json({"status": "starting", "checks": {}}, status=503)
+        t0 = time.perf_counter()
+        try:
+            await asyncio.wait_for(a.store.length("__health__"), timeout=2.0)
+            checks["tracker_store"] = {"status": "up", "latency_ms": _ms(t0), "required": True}
+        except Exception as exc:  # noqa: BLE001 - any failure means "down", reported
+            checks["tracker_store"] = {"status": "down", "error": type(exc).__name__, "required": True}
+        remote = getattr(a.processor.runner, "remote", None)
+        if remote is not None:
+            up, ms = await remote.health()
+            checks["action_server"] = {"status": "up" if up else "down", "latency_ms": round(ms, 3), "required": False}
+        if a.processor.llm is not None:
+            checks["llm_fallback"] = {"status": "configured", "required": False}
+        ok = all(c["status"] != "down" for c in checks.values() if c.get("required"))
+        degraded = any(c["status"] == "down" for c in checks.values())
+        status = "ok" if ok and not degraded else ("degraded" if ok else "down")
+        return json({"status": status, "checks": checks}, status=200 if ok else 503)
+
+    @app.get("/version")
+    async def version(request: Request) -> HTTPResponse:
+        a = assistant()
+        return json(
+            {
+                "version": __version__,
+                "model_id": a.nlu.model_id,
+                "revisions": dict(a.project.revisions),
+                "channels": app.ctx.channel_names,
+            }
+        )
+
+    @app.get("/openapi.json")
+    async def openapi(request: Request) -> HTTPResponse:
+        from engine.server.openapi import document
+
+        return json(document(__version__))
+
+    # ------------------------------------------------------------------ API
+
+    @app.post("/model/parse")
+    async def parse(request: Request) -> HTTPResponse:
+        need(request, "reader")
+        body = json_body(request, obj({"text": TEXT}, ("text",)))
+        return json(assistant().nlu.parse(body["text"]).to_dict())
+
+    @app.get("/conversations/<cid:str>/tracker")
+    async def tracker(request: Request, cid: str) -> HTTPResponse:
+        need(request, "reader")
+        a = assistant()
+        events = await a.store.load(cid)
+        state = a.processor._initial.apply(events)
+        return json(
+            {
+                "conversation_id": cid,
+                "slots": dict(state.slots),
+                "active_flow": state.active_flow,
+                "stack": [{"flow": f.flow, "step": f.step, "how": f.how} for f in state.stack],
+                "handoff": state.handoff,
+                "events": [event_to_dict(e) for e in events],
+            }
+        )
+
+    @app.post("/conversations/<cid:str>/messages")
+    async def messages(request: Request, cid: str) -> HTTPResponse:
+        need(request, "operator")
+        body = json_body(request, obj({"text": TEXT, "message_id": ID, "metadata": METADATA}, ("text",)))
+        limit(f"api:{cid}")
+        result = await run_turn(cid, body["text"], "api", body.get("message_id"), body.get("metadata") or {})
+        return json(_turn_json(result))
+
+    @app.post("/conversations/<cid:str>/trigger_intent")
+    async def trigger(request: Request, cid: str) -> HTTPResponse:
+        need(request, "operator")
+        body = json_body(
+            request,
+            obj(
+                {
+                    "name": {"type": "string", "pattern": "^[A-Za-z_][\\w\\-.]*$", "maxLength": 128},
+                    "entities": METADATA,
+                },
+                ("name",),
+            ),
+        )
+        a = assistant()
+        if body["name"] not in a.project.domain.intents:
+            raise ApiError(400, "unknown_intent", f"No intent {body['name']!r} in the domain.")
+        entities = body.get("entities") or {}
+        text = f"/{body['name']}" + (jsonlib.dumps(entities) if entities else "")
+        result = await run_turn(cid, text, "api", None, {})
+        return json(_turn_json(result))
+
+    @app.delete("/users/<user_id:str>/data")
+    async def delete_user(request: Request, user_id: str) -> HTTPResponse:
+        actor = need(request, "admin")
+        a = assistant()
+        owned = [c for c in await a.store.conversations() if c == user_id or c.endswith(":" + user_id)]
+        for cid in owned:
+            async with a.store.lock(cid):
+                await a.store.delete(cid)
+            a.processor.forget(cid)
+        entry = {
+            "time": time.time(),
+            "action": "delete_user_data",
+            "user_id": user_id,
+            "conversations": len(owned),
+            "actor": actor,
+            "request_id": uuid.uuid4().hex,
+        }
+        audit_path.parent.mkdir(parents=True, exist_ok=True)
+        with audit_path.open("a", encoding="utf-8") as fh:
+            fh.write(jsonlib.dumps(entry) + "\n")
+        return json({"deleted_conversations": owned})
+
+    @app.get("/metrics")
+    async def prometheus(request: Request) -> HTTPResponse:
+        need(request, "reader")
+        return raw(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _turn_json(result: TurnResult) -> dict[str, Any]:
+    return {
+        "conversation_id": result.conversation_id,
+        "turn_id": result.turn_id,
+        "messages": [bot_message_dict(m, result.conversation_id) for m in result.messages],
+        "policy": result.decision.policy if result.decision else None,
+        "reason": result.decision.reason if result.decision else None,
+        "active_flow": result.state.active_flow,
+        "latency_ms": round(result.latency_ms, 3),
+        "duplicate": result.duplicate,
+    }
+
+
+def mount_channels(app: Sanic[Any, Any], ctx: ChannelContext, env: Mapping[str, str]) -> list[Any]:
+    from engine.server.channels import rest
+
+    channels: list[Any] = list(rest.from_env(env))
+    for module in _optional_channel_modules():
+        channel = module.from_env(env)
+        if channel is not None:
+            channels.append(channel)
+    for channel in channels:
+        app.blueprint(channel.blueprint(ctx))
+    return channels
+
+
+def _optional_channel_modules() -> list[Any]:
+    import importlib
+
+    modules = []
+    for name in ("line", "slack", "telegram", "teams", "webchat"):
+        try:
+            modules.append(importlib.import_module(f"engine.server.channels.{name}"))
+        except ModuleNotFoundError as exc:
+            if exc.name != f"engine.server.channels.{name}":
+                raise
+    return modules
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)

@@ -1,0 +1,1 @@
+"""Channels: one module per platform, each ``verify -> parse -> process -> reply``."""

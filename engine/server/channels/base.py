@@ -1,0 +1,64 @@
+"""What every channel is: a Sanic blueprint mounted when its credentials are configured.
+
+A channel module exposes ``NAME`` and ``from_env(env) -> Channel | None`` (None when its
+credentials are missing: the channel is then not mounted and ``taiwa run`` says so). Its
+webhook handler does four things, in order:
+
+1. **verify** the request came from the platform (signature, token, JWT). A forged or
+   unsigned request gets 401/403 and is NOT processed;
+2. **parse** the platform's body into :class:`Incoming` messages (a malformed body gets 400;
+   events that are not user messages are acknowledged and ignored);
+3. **process** each message with ``await ctx.process(incoming)``, which runs one turn and
+   returns the bot's messages (:class:`~engine.events.BotUttered`);
+4. **reply** through the platform's API with ``ctx.http`` (a shared aiohttp session) via
+   :func:`engine.server.outbound.post_json` (timeouts, bounded retries), at a base URL taken
+   from the environment so tests can point it at a local fake.
+
+Platforms that want a quick acknowledgement (Slack: 3 s) answer 200 first and process in a
+background task with ``ctx.spawn(coro)``; graceful shutdown waits for those tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+from sanic import Blueprint
+
+from engine.events import BotUttered, JsonValue
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One user message from a channel."""
+
+    channel: str
+    sender_id: str
+    """The conversation id; channels prefix it with their name (``slack:T1:C1:U1``)."""
+    text: str
+    message_id: str | None = None
+    """The platform's id of the message/event, for de-duplication of retries."""
+    metadata: Mapping[str, JsonValue] = field(default_factory=dict)
+
+
+@dataclass
+class ChannelContext:
+    """What the server gives a channel."""
+
+    process: Callable[[Incoming], Awaitable[list[BotUttered]]]
+    """Run one turn for the message; the bot's messages (empty while handed over to a person)."""
+    http: Callable[[], aiohttp.ClientSession]
+    """The shared outbound HTTP session (created on first use, closed at shutdown)."""
+    spawn: Callable[[Coroutine[Any, Any, None]], None]
+    """Run a coroutine in the background; shutdown waits for it."""
+    env: Mapping[str, str]
+
+
+class Channel(Protocol):
+    name: str
+
+    def blueprint(self, ctx: ChannelContext) -> Blueprint:
+        """The routes of this channel (under ``/webhooks/<name>/``)."""
+        ...
