@@ -34,6 +34,7 @@ from engine.server.body import ID, METADATA, TEXT, json_body, obj
 from engine.server.channels.base import ChannelContext, Incoming
 from engine.server.errors import ApiError, install_error_handler
 from engine.server.ratelimit import TokenBuckets, retry_after
+from engine.stores.base import ConcurrentWriteError, LockTimeoutError, StoreUnavailableError
 
 log = logging.getLogger("taiwa.server")
 
@@ -136,9 +137,28 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
     async def run_turn(
         cid: str, text: str, channel: str, message_id: str | None, metadata: Mapping[str, Any]
     ) -> TurnResult:
-        result = await assistant().processor.handle(
-            cid, text, channel=channel, message_id=message_id, metadata=dict(metadata)
-        )
+        processor = assistant().processor
+        try:
+            try:
+                result = await processor.handle(
+                    cid, text, channel=channel, message_id=message_id, metadata=dict(metadata)
+                )
+            except ConcurrentWriteError:
+                # Another process wrote to the conversation without holding its lock (SQLite
+                # locks are per process): nothing was stored; run the turn again on fresh state.
+                result = await processor.handle(
+                    cid, text, channel=channel, message_id=message_id, metadata=dict(metadata)
+                )
+        except ConcurrentWriteError:
+            raise ApiError(
+                409, "conflict", "The conversation changed during the turn; send the message again."
+            ) from None
+        except LockTimeoutError:
+            raise ApiError(
+                503, "busy", "The conversation is busy with another message; retry shortly.", {"Retry-After": "1"}
+            ) from None
+        except StoreUnavailableError:
+            raise ApiError(503, "store_unavailable", "The tracker store is unavailable; retry later.") from None
         metrics.observe(channel, result)
         return result
 

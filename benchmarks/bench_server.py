@@ -1,0 +1,259 @@
+"""Load on the real server: full REST turns of the reference assistant at 1, 10 and 100
+concurrent conversations, beside a bare Sanic JSON endpoint measured in the same run, for
+1 and 2 workers; throughput, p50/p95/p99 and the server's peak RSS (all its processes).
+
+Usage: .venv/bin/python benchmarks/bench_server.py [--seconds 5] [--report FILE]
+Everything runs on 127.0.0.1; each measurement is bounded by --seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TAIWA = Path(sys.executable).parent / "taiwa"
+
+SCRIPT = [
+    "hi",
+    "how do I reset my password?",
+    "check my account",
+    "C12345",
+    "12/04/1990",
+    "I want to open a ticket",
+    "the dashboard is slow",
+    '/inform{"priority": "low"}',
+    "/deny",
+    "thanks",
+    "bye",
+]
+"""One conversation: every use case but the handoff (after which the bot is silent)."""
+
+BARE_APP = """
+import sys
+from sanic import Sanic
+from sanic.response import json
+app = Sanic("bare")
+@app.post("/hello")
+async def hello(request):
+    return json([{"recipient_id": "x", "text": "hello"}])
+if __name__ == "__main__":
+    app.run(host="127.0.0.1", port=int(sys.argv[1]), workers=int(sys.argv[2]), access_log=False, motd=False)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+@contextmanager
+def server(
+    args: list[str], env: dict[str, str], health: str, timeout: float = 90.0
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    log = tempfile.TemporaryFile()
+    started = time.perf_counter()
+    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"server exited: {log.read().decode(errors='replace')[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", int(health.rsplit(":", 1)[1].split("/")[0])), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("server did not start") from None
+                time.sleep(0.05)
+        yield f"ready in {time.perf_counter() - started:.2f} s", proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+async def load(url: str, concurrency: int, seconds: float, taiwa: bool, rss_pid: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = 0
+    peak = 0.0
+    stop_at = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency + 5)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def conversation(n: int) -> None:
+            nonlocal errors
+            round_ = 0
+            while time.perf_counter() < stop_at:
+                sender = f"load-{n}-{round_}"
+                for text in SCRIPT if taiwa else ["hi"] * len(SCRIPT):
+                    if time.perf_counter() >= stop_at:
+                        return
+                    t0 = time.perf_counter()
+                    async with session.post(url, json={"sender": sender, "message": text}) as r:
+                        await r.read()
+                        if r.status != 200:
+                            errors += 1
+                    latencies.append((time.perf_counter() - t0) * 1000)
+                round_ += 1
+
+        async def sample_rss() -> None:
+            nonlocal peak
+            while time.perf_counter() < stop_at:
+                peak = max(peak, tree_rss_mb(rss_pid))
+                await asyncio.sleep(0.25)
+
+        started = time.perf_counter()
+        await asyncio.gather(sample_rss(), *(conversation(n) for n in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+
+    def q(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2) if latencies else 0.0
+
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "rps": round(len(latencies) / elapsed),
+        "p50_ms": q(0.50),
+        "p95_ms": q(0.95),
+        "p99_ms": q(0.99),
+        "peak_rss_mb": round(peak, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per measurement (default 5)")
+    parser.add_argument("--model", type=Path, help="a trained model of the reference assistant (default: train one)")
+    parser.add_argument("--report", type=Path)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 100])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+
+    results: dict[str, Any] = {
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "command": " ".join(sys.argv),
+        "runs": [],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model
+        if model is None:
+            from engine.nlu.train import train_project
+
+            model = Path(tmp) / "models"
+            train_project(ROOT, out=model)
+        bare_file = Path(tmp) / "bare_app.py"
+        bare_file.write_text(BARE_APP, encoding="utf-8")
+        for workers in args.workers:
+            port = free_port()
+            env = {**os.environ, "TAIWA_CRM_DB": f"{tmp}/crm.sqlite3", "TAIWA_WEBCHAT": "0"}
+            with server([sys.executable, str(bare_file), str(port), str(workers)], env, f"127.0.0.1:{port}") as (
+                ready,
+                proc,
+            ):
+                time.sleep(1.0)
+                for c in args.concurrency:
+                    r = asyncio.run(load(f"http://127.0.0.1:{port}/hello", c, args.seconds, False, proc.pid))
+                    results["runs"].append({"server": "bare sanic", "workers": workers, "concurrency": c, **r})
+                    print(f"bare sanic  workers={workers} conc={c:3d}: {r}", flush=True)
+            port = free_port()
+            cmd = [str(TAIWA), "run", "--project", str(ROOT), "--model", str(model), "--port", str(port)]
+            cmd += ["--workers", str(workers), "--store", f"sqlite:///{tmp}/tracker-{workers}.sqlite3"]
+            env["TAIWA_CRM_DB"] = f"{tmp}/crm-{workers}.sqlite3"
+            t0 = time.perf_counter()
+            with server(cmd, env, f"127.0.0.1:{port}") as (ready, proc):
+                cold = _first_turn(port, t0)
+                for c in args.concurrency:
+                    r = asyncio.run(
+                        load(f"http://127.0.0.1:{port}/webhooks/rest/webhook", c, args.seconds, True, proc.pid)
+                    )
+                    results["runs"].append(
+                        {"server": "taiwa", "workers": workers, "concurrency": c, "cold_start_s": cold, **r}
+                    )
+                    print(f"taiwa REST  workers={workers} conc={c:3d}: {r} (cold start {cold} s)", flush=True)
+    _table(results["runs"])
+    if args.report:
+        args.report.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _first_turn(port: int, t0: float) -> float:
+    """Seconds from starting the process to the first answered turn."""
+    import urllib.request
+
+    body = json.dumps({"sender": "cold", "message": "hi"}).encode()
+    while True:
+        try:
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/webhooks/rest/webhook", data=body)
+            with urllib.request.urlopen(req, timeout=2) as r:
+                if r.status == 200:
+                    return round(time.perf_counter() - t0, 2)
+        except OSError:
+            time.sleep(0.02)
+
+
+def _table(runs: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="REST turns vs bare Sanic (127.0.0.1)")
+    for col in ("server", "workers", "conc", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "peak RSS MB", "vs bare"):
+        table.add_column(col, justify="right")
+    bare = {(r["workers"], r["concurrency"]): r["rps"] for r in runs if r["server"] == "bare sanic"}
+    for r in runs:
+        ratio = r["rps"] / bare[(r["workers"], r["concurrency"])] if (r["workers"], r["concurrency"]) in bare else 0
+        table.add_row(
+            r["server"], str(r["workers"]), str(r["concurrency"]), f"{r['rps']:,}", str(r["p50_ms"]),
+            str(r["p95_ms"]), str(r["p99_ms"]), str(r["errors"]), str(r["peak_rss_mb"]), f"{ratio:.0%}",
+        )  # fmt: skip
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
