@@ -92,30 +92,30 @@ def tree_rss_mb(pid: int) -> float:
 def server(
     args: list[str], env: dict[str, str], health: str, timeout: float = 90.0
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    log = tempfile.TemporaryFile()
-    started = time.perf_counter()
-    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"server exited: {log.read().decode(errors='replace')[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", int(health.rsplit(":", 1)[1].split("/")[0])), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("server did not start") from None
-                time.sleep(0.05)
-        yield f"ready in {time.perf_counter() - started:.2f} s", proc
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+    with tempfile.TemporaryFile() as log:
+        started = time.perf_counter()
+        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+            port = int(health.rsplit(":", 1)[1].split("/")[0])
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"server exited: {log.read().decode(errors='replace')[-2000:]}")
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("server did not start") from None
+                    time.sleep(0.05)
+            yield f"ready in {time.perf_counter() - started:.2f} s", proc
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 async def load(url: str, concurrency: int, seconds: float, taiwa: bool, rss_pid: int) -> dict[str, Any]:
@@ -194,7 +194,7 @@ def main() -> int:
             port = free_port()
             env = {**os.environ, "TAIWA_CRM_DB": f"{tmp}/crm.sqlite3", "TAIWA_WEBCHAT": "0"}
             with server([sys.executable, str(bare_file), str(port), str(workers)], env, f"127.0.0.1:{port}") as (
-                ready,
+                _ready,
                 proc,
             ):
                 time.sleep(1.0)
@@ -207,7 +207,7 @@ def main() -> int:
             cmd += ["--workers", str(workers), "--store", f"sqlite:///{tmp}/tracker-{workers}.sqlite3"]
             env["TAIWA_CRM_DB"] = f"{tmp}/crm-{workers}.sqlite3"
             t0 = time.perf_counter()
-            with server(cmd, env, f"127.0.0.1:{port}") as (ready, proc):
+            with server(cmd, env, f"127.0.0.1:{port}") as (_ready, proc):
                 cold = _first_turn(port, t0)
                 for c in args.concurrency:
                     r = asyncio.run(
