@@ -37,7 +37,17 @@ $(RASA_SDK_VENV)/.installed-stamp:
 	$(RASA_SDK_VENV)/bin/python -m pip install --quiet '$(RASA_SDK)'
 	@touch $@
 
-test: install $(RASA_SDK_VENV)/.installed-stamp ## run the test suite
+BROWSER_STAMP := tests/server/node_modules/.installed-stamp
+
+$(BROWSER_STAMP): tests/server/package-lock.json
+	@# The web chat test drives Debian's Chromium with playwright-core (no browser download).
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q chromium >/dev/null; } || \
+		echo "chromium could not be installed: the browser test will say so"
+	npm ci --prefix tests/server --no-audit --no-fund --silent
+	@touch $@
+
+test: install $(RASA_SDK_VENV)/.installed-stamp $(BROWSER_STAMP) ## run the test suite
 	TAIWA_RASA_SDK_PYTHON=$(CURDIR)/$(RASA_SDK_VENV)/bin/python $(BIN)/python -m pytest -q
 
 check: install ## lint, format check and type check
@@ -57,4 +67,4 @@ bench: install ## heavy benchmarks (kept out of CI)
 	else echo "(the embeddings extra is not installed: make install-embeddings to benchmark it too)"; fi
 
 clean:
-	rm -rf $(VENV) $(RASA_SDK_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(RASA_SDK_VENV) tests/server/node_modules build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -133,7 +133,9 @@ class MessageProcessor:
         async with self.store.lock(conversation_id, timeout=self.lock_timeout):
             cached = await self._load(conversation_id)
             if message_id is not None and message_id in cached.seen:
-                return TurnResult(conversation_id, "", (), (), cached.state, duplicate=True)
+                # A retry of a message already processed: answer what was answered then.
+                said = await self._replies_to(conversation_id, message_id)
+                return TurnResult(conversation_id, "", said, (), cached.state, duplicate=True)
             result, new_events = await self._turn(conversation_id, cached, text, channel, message_id, metadata, started)
             try:
                 length = await self.store.append(conversation_id, new_events, expected_length=cached.length)
@@ -142,6 +144,19 @@ class MessageProcessor:
                 raise
             self._remember(conversation_id, length, result.state, cached.seen, message_id)
         return result
+
+    async def _replies_to(self, conversation_id: str, message_id: str) -> tuple[BotUttered, ...]:
+        """The bot messages that followed the user message ``message_id`` (from the event log)."""
+        said: list[BotUttered] = []
+        inside = False
+        for event in await self.store.load(conversation_id):
+            if isinstance(event, ev.UserUttered):
+                if inside:
+                    break
+                inside = event.message_id == message_id
+            elif inside and isinstance(event, BotUttered):
+                said.append(event)
+        return tuple(said)
 
     async def state(self, conversation_id: str) -> DialogueState:
         """The conversation's current state (read without taking its lock)."""

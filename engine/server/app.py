@@ -100,6 +100,8 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
     install_error_handler(app)
     auth = Auth.from_env(settings.env)
     limits = TokenBuckets(settings.rate_capacity, settings.rate_per_second)
+    per_ip = TokenBuckets(settings.rate_capacity * 10, settings.rate_per_second * 20)
+    """Senders are chosen by clients: a second bucket per IP stops one client posing as many."""
     metrics = Metrics()
     background: set[asyncio.Task[None]] = set()
     http_session: list[aiohttp.ClientSession] = []
@@ -123,8 +125,10 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
         background.add(task)
         task.add_done_callback(background.discard)
 
-    def limit(key: str) -> None:
+    def limit(key: str, ip: str | None = None) -> None:
         wait = limits.take(key)
+        if wait == 0 and ip is not None:
+            wait = per_ip.take(ip)
         if wait > 0:
             metrics.rate_limited.inc()
             raise ApiError(
@@ -163,7 +167,7 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
         return result
 
     async def process(msg: Incoming) -> list[BotUttered]:
-        limit(f"{msg.channel}:{msg.sender_id}")
+        limit(f"{msg.channel}:{msg.sender_id}", msg.client_ip)
         result = await run_turn(msg.sender_id, msg.text, msg.channel, msg.message_id, msg.metadata)
         return list(result.messages)
 

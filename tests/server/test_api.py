@@ -290,3 +290,20 @@ async def test_deletion_on_postgresql(reference_models: Path, tmp_path: Path, po
     finally:
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+async def test_a_rest_sender_cannot_name_another_channels_conversation(server: LiveServer) -> None:
+    for sender in ("slack:T1:C1:U1", "line:U123", "teams:abc", "telegram:42", "api:x"):
+        status, body, _ = await call(server, "POST", "/webhooks/rest/webhook", {"sender": sender, "message": "hi"})
+        assert status == 400 and body["error"]["code"] == "invalid_request", sender
+    status, body, _ = await call(server, "POST", "/webhooks/rest/webhook", {"message": "hi"})
+    assert status == 400 and "sender" in body["error"]["message"]
+
+
+async def test_a_retried_message_gets_the_same_answer_and_runs_once(server: LiveServer) -> None:
+    body = {"sender": "retry-user", "message": "check my account", "message_id": "m-42"}
+    first = await call(server, "POST", "/webhooks/rest/webhook", body)
+    again = await call(server, "POST", "/webhooks/rest/webhook", body)
+    assert first[0] == again[0] == 200 and first[1] == again[1] and first[1]
+    _, tracker, _ = await call(server, "GET", "/conversations/retry-user/tracker", headers=bearer(TOKEN))
+    assert [e["event"] for e in tracker["events"]].count("user_uttered") == 1

@@ -41,6 +41,8 @@ class Incoming:
     message_id: str | None = None
     """The platform's id of the message/event, for de-duplication of retries."""
     metadata: Mapping[str, JsonValue] = field(default_factory=dict)
+    client_ip: str | None = None
+    """Set by channels whose clients are end users (REST, web chat): rate-limited per IP too."""
 
 
 @dataclass

@@ -26,11 +26,17 @@ log = logging.getLogger("taiwa.channels.rest")
 NAME = "rest"
 CALLBACK_URL_ENV = "TAIWA_CALLBACK_URL"
 
-SCHEMA = obj({"sender": ID, "message": TEXT, "metadata": METADATA, "message_id": ID}, ("message",))
+RESERVED_PREFIXES = ("line:", "slack:", "telegram:", "teams:", "api:")
+"""Conversation ids of other channels: a REST sender may not name them (it would read and
+write another channel's user's conversation)."""
+
+SENDER = {**ID, "not": {"pattern": "^(" + "|".join(p.rstrip(":") for p in RESERVED_PREFIXES) + "):"}}
+
+SCHEMA = obj({"sender": SENDER, "message": TEXT, "metadata": METADATA, "message_id": ID}, ("sender", "message"))
 
 
-def incoming(channel: str, body: dict[str, object]) -> Incoming:
-    sender = str(body.get("sender") or "default")
+def incoming(channel: str, body: dict[str, object], client_ip: str | None = None) -> Incoming:
+    sender = str(body["sender"])
     mid = body.get("message_id")
     meta = body.get("metadata")
     return Incoming(
@@ -39,6 +45,7 @@ def incoming(channel: str, body: dict[str, object]) -> Incoming:
         str(body["message"]),
         str(mid) if mid is not None else None,
         dict(meta) if isinstance(meta, dict) else {},
+        client_ip,
     )
 
 
@@ -55,7 +62,7 @@ class RestChannel:
 
         @bp.post("/webhook")
         async def webhook(request: Request) -> HTTPResponse:
-            msg = incoming(NAME, json_body(request, SCHEMA))
+            msg = incoming(NAME, json_body(request, SCHEMA), request.remote_addr or request.ip)
             replies = await ctx.process(msg)
             return json([bot_message_dict(m, msg.sender_id) for m in replies])
 
@@ -72,7 +79,7 @@ class CallbackChannel:
 
         @bp.post("/webhook")
         async def webhook(request: Request) -> HTTPResponse:
-            msg = incoming(self.name, json_body(request, SCHEMA))
+            msg = incoming(self.name, json_body(request, SCHEMA), request.remote_addr or request.ip)
 
             async def deliver() -> None:
                 for m in await ctx.process(msg):
