@@ -17,6 +17,7 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -123,7 +124,12 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
     def spawn(coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         background.add(task)
-        task.add_done_callback(background.discard)
+        task.add_done_callback(_finished)
+
+    def _finished(task: asyncio.Task[None]) -> None:
+        background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background work failed", exc_info=task.exception())
 
     def limit(key: str, ip: str | None = None) -> None:
         wait = limits.take(key)
@@ -171,7 +177,12 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
         result = await run_turn(msg.sender_id, msg.text, msg.channel, msg.message_id, msg.metadata)
         return list(result.messages)
 
-    ctx = ChannelContext(process=process, http=http, spawn=spawn, env=settings.env)
+    async def process_new(msg: Incoming) -> list[BotUttered]:
+        limit(f"{msg.channel}:{msg.sender_id}", msg.client_ip)
+        result = await run_turn(msg.sender_id, msg.text, msg.channel, msg.message_id, msg.metadata)
+        return [] if result.duplicate else list(result.messages)
+
+    ctx = ChannelContext(process=process, process_new=process_new, http=http, spawn=spawn, env=settings.env)
     channels = mount_channels(app, ctx, settings.env)
     app.ctx.channel_names = [c.name for c in channels]
 
@@ -251,6 +262,7 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
 
     @app.get("/conversations/<cid:str>/tracker")
     async def tracker(request: Request, cid: str) -> HTTPResponse:
+        cid = unquote(cid)
         need(request, "reader")
         a = assistant()
         events = await a.store.load(cid)
@@ -268,6 +280,7 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
 
     @app.post("/conversations/<cid:str>/messages")
     async def messages(request: Request, cid: str) -> HTTPResponse:
+        cid = unquote(cid)
         need(request, "operator")
         body = json_body(request, obj({"text": TEXT, "message_id": ID, "metadata": METADATA}, ("text",)))
         limit(f"api:{cid}")
@@ -276,6 +289,7 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
 
     @app.post("/conversations/<cid:str>/trigger_intent")
     async def trigger(request: Request, cid: str) -> HTTPResponse:
+        cid = unquote(cid)
         need(request, "operator")
         body = json_body(
             request,
@@ -297,6 +311,7 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
 
     @app.delete("/users/<user_id:str>/data")
     async def delete_user(request: Request, user_id: str) -> HTTPResponse:
+        user_id = unquote(user_id)
         actor = need(request, "admin")
         a = assistant()
         owned = [c for c in await a.store.conversations() if c == user_id or c.endswith(":" + user_id)]

@@ -307,3 +307,9 @@ async def test_a_retried_message_gets_the_same_answer_and_runs_once(server: Live
     assert first[0] == again[0] == 200 and first[1] == again[1] and first[1]
     _, tracker, _ = await call(server, "GET", "/conversations/retry-user/tracker", headers=bearer(TOKEN))
     assert [e["event"] for e in tracker["events"]].count("user_uttered") == 1
+
+
+async def test_conversation_ids_in_paths_are_percent_decoded(server: LiveServer) -> None:
+    await rest(server, "web:42/a b", "hi")
+    _, tracker, _ = await call(server, "GET", "/conversations/web%3A42%2Fa%20b/tracker", headers=bearer(TOKEN))
+    assert tracker["conversation_id"] == "web:42/a b" and tracker["events"]

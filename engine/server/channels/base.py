@@ -50,7 +50,12 @@ class ChannelContext:
     """What the server gives a channel."""
 
     process: Callable[[Incoming], Awaitable[list[BotUttered]]]
-    """Run one turn for the message; the bot's messages (empty while handed over to a person)."""
+    """Run one turn for the message; the bot's messages (empty while handed over to a person).
+    A message whose ``message_id`` was already processed gets the answer it got then (for
+    channels whose client reads the answer from the response: REST)."""
+    process_new: Callable[[Incoming], Awaitable[list[BotUttered]]]
+    """Like ``process``, but a redelivered ``message_id`` gets no messages: for channels that
+    push replies to a platform API, which must not send them twice (in any worker)."""
     http: Callable[[], aiohttp.ClientSession]
     """The shared outbound HTTP session (created on first use, closed at shutdown)."""
     spawn: Callable[[Coroutine[Any, Any, None]], None]
