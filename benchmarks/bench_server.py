@@ -192,7 +192,7 @@ def main() -> int:
         bare_file.write_text(BARE_APP, encoding="utf-8")
         for workers in args.workers:
             port = free_port()
-            env = {**os.environ, "TAIWA_CRM_DB": f"{tmp}/crm.sqlite3", "TAIWA_WEBCHAT": "0"}
+            env = {**os.environ, "TAIWA_CRM_DB": f"{tmp}/crm.sqlite3", "TAIWA_WEBCHAT": "0", "TAIWA_RATE_LIMIT": "off"}
             with server([sys.executable, str(bare_file), str(port), str(workers)], env, f"127.0.0.1:{port}") as (
                 _ready,
                 proc,

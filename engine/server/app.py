@@ -100,8 +100,9 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
     app.config.FALLBACK_ERROR_FORMAT = "json"
     install_error_handler(app)
     auth = Auth.from_env(settings.env)
-    limits = TokenBuckets(settings.rate_capacity, settings.rate_per_second)
-    per_ip = TokenBuckets(settings.rate_capacity * 10, settings.rate_per_second * 20)
+    capacity, per_second = rate_limit_from_env(settings.env, settings.rate_capacity, settings.rate_per_second)
+    limits = TokenBuckets(capacity, per_second) if capacity else None
+    per_ip = TokenBuckets(capacity * 10, per_second * 20) if capacity else None
     """Senders are chosen by clients: a second bucket per IP stops one client posing as many."""
     metrics = Metrics()
     background: set[asyncio.Task[None]] = set()
@@ -132,6 +133,8 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
             log.error("background work failed", exc_info=task.exception())
 
     def limit(key: str, ip: str | None = None) -> None:
+        if limits is None or per_ip is None:
+            return
         wait = limits.take(key)
         if wait == 0 and ip is not None:
             wait = per_ip.take(ip)
@@ -338,6 +341,23 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
         return raw(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+RATE_LIMIT_ENV = "TAIWA_RATE_LIMIT"
+
+
+def rate_limit_from_env(env: Mapping[str, str], capacity: float, per_second: float) -> tuple[float, float]:
+    """``TAIWA_RATE_LIMIT``: ``BURST,PER_SECOND`` per sender (per IP: x10 burst, x20 rate), or ``off``."""
+    raw = env.get(RATE_LIMIT_ENV, "").strip().lower()
+    if not raw:
+        return capacity, per_second
+    if raw in ("off", "0", "none"):
+        return 0.0, 0.0
+    try:
+        burst, rate = (float(x) for x in raw.split(","))
+    except ValueError:
+        raise ValueError(f"{RATE_LIMIT_ENV}={raw!r}: expected BURST,PER_SECOND (e.g. 20,5) or off") from None
+    return burst, rate
 
 
 def _turn_json(result: TurnResult) -> dict[str, Any]:
