@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,8 @@ from fakes.platforms import (
     LINE_SECRET,
     LINE_TOKEN,
     Answer,
-    BotFrameworkIssuer,
     FakePlatforms,
-    channel_env,
     http,
-    running,
     user_events,
 )
 from linebot.v3 import SignatureValidator
@@ -48,22 +44,6 @@ from server.live import LiveServer, live_server
 REPLY = "/v2/bot/message/reply"
 ROUTE = "/webhooks/line/webhook"
 BOT = "U" + "0" * 32
-
-
-@pytest.fixture(scope="module")
-def platform() -> Iterator[FakePlatforms]:
-    with running(FakePlatforms()) as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def server(
-    reference_models: Path, platform: FakePlatforms, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    tmp = tmp_path_factory.mktemp("line")
-    env = channel_env(platform, BotFrameworkIssuer().write_jwks(tmp / "jwks.json"))
-    with live_server(reference_models, tmp, env) as s:
-        yield s
 
 
 # -- building LINE's requests with its SDK

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -17,12 +16,9 @@ from fakes.platforms import (
     SLACK_SECRET,
     SLACK_TOKEN,
     Answer,
-    BotFrameworkIssuer,
     Call,
     FakePlatforms,
-    channel_env,
     http,
-    running,
     user_events,
 )
 from slack_sdk.models.blocks import ActionsBlock, Block, SectionBlock
@@ -35,22 +31,6 @@ from server.live import LiveServer, live_server
 POST = "/api/chat.postMessage"
 ROUTE = "/webhooks/slack/events"
 TEAM = "T0TEAM"
-
-
-@pytest.fixture(scope="module")
-def platform() -> Iterator[FakePlatforms]:
-    with running(FakePlatforms()) as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def server(
-    reference_models: Path, platform: FakePlatforms, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    tmp = tmp_path_factory.mktemp("slack")
-    env = channel_env(platform, BotFrameworkIssuer().write_jwks(tmp / "jwks.json"))
-    with live_server(reference_models, tmp, env) as s:
-        yield s
 
 
 # -- Slack's requests

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from fakes.platforms import (
     BotFrameworkIssuer,
     Call,
     FakePlatforms,
-    channel_env,
     http,
     running,
     user_events,
@@ -35,30 +33,6 @@ from server.live import LiveServer, live_server
 ROUTE = "/webhooks/teams/api/messages"
 TOKEN = "/botframework/token"
 BOT = ChannelAccount(id="28:" + TEAMS_APP_ID, name="Acme support")
-
-
-@pytest.fixture(scope="module")
-def platform() -> Iterator[FakePlatforms]:
-    with running(FakePlatforms()) as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def issuer() -> BotFrameworkIssuer:
-    return BotFrameworkIssuer()
-
-
-@pytest.fixture(scope="module")
-def server(
-    reference_models: Path,
-    platform: FakePlatforms,
-    issuer: BotFrameworkIssuer,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[LiveServer]:
-    tmp = tmp_path_factory.mktemp("teams")
-    env = channel_env(platform, issuer.write_jwks(tmp / "jwks.json"))
-    with live_server(reference_models, tmp, env) as s:
-        yield s
 
 
 # -- the Bot Connector's requests

@@ -8,7 +8,6 @@ import itertools
 import json
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,9 @@ from fakes.platforms import (
     TELEGRAM_SECRET,
     TELEGRAM_TOKEN,
     Answer,
-    BotFrameworkIssuer,
     Call,
     FakePlatforms,
-    channel_env,
     http,
-    running,
     user_events,
 )
 
@@ -34,22 +30,6 @@ ROUTE = "/webhooks/telegram/webhook"
 SEND = f"/bot{TELEGRAM_TOKEN}/sendMessage"
 ANSWER_CALLBACK = f"/bot{TELEGRAM_TOKEN}/answerCallbackQuery"
 _update_ids = itertools.count(random.randrange(10**6, 10**8))
-
-
-@pytest.fixture(scope="module")
-def platform() -> Iterator[FakePlatforms]:
-    with running(FakePlatforms()) as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def server(
-    reference_models: Path, platform: FakePlatforms, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    tmp = tmp_path_factory.mktemp("telegram")
-    env = channel_env(platform, BotFrameworkIssuer().write_jwks(tmp / "jwks.json"))
-    with live_server(reference_models, tmp, env) as s:
-        yield s
 
 
 # -- Bot API objects
