@@ -91,9 +91,8 @@ def tree_rss_mb(pid: int) -> float:
 @contextmanager
 def server(
     args: list[str], env: dict[str, str], health: str, timeout: float = 90.0
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+) -> Iterator[subprocess.Popen[bytes]]:
     with tempfile.TemporaryFile() as log:
-        started = time.perf_counter()
         proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             port = int(health.rsplit(":", 1)[1].split("/")[0])
@@ -109,7 +108,7 @@ def server(
                     if time.monotonic() > deadline:
                         raise RuntimeError("server did not start") from None
                     time.sleep(0.05)
-            yield f"ready in {time.perf_counter() - started:.2f} s", proc
+            yield proc
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
@@ -193,10 +192,7 @@ def main() -> int:
         for workers in args.workers:
             port = free_port()
             env = {**os.environ, "TAIWA_CRM_DB": f"{tmp}/crm.sqlite3", "TAIWA_WEBCHAT": "0", "TAIWA_RATE_LIMIT": "off"}
-            with server([sys.executable, str(bare_file), str(port), str(workers)], env, f"127.0.0.1:{port}") as (
-                _ready,
-                proc,
-            ):
+            with server([sys.executable, str(bare_file), str(port), str(workers)], env, f"127.0.0.1:{port}") as proc:
                 time.sleep(1.0)
                 for c in args.concurrency:
                     r = asyncio.run(load(f"http://127.0.0.1:{port}/hello", c, args.seconds, False, proc.pid))
@@ -207,7 +203,7 @@ def main() -> int:
             cmd += ["--workers", str(workers), "--store", f"sqlite:///{tmp}/tracker-{workers}.sqlite3"]
             env["TAIWA_CRM_DB"] = f"{tmp}/crm-{workers}.sqlite3"
             t0 = time.perf_counter()
-            with server(cmd, env, f"127.0.0.1:{port}") as (_ready, proc):
+            with server(cmd, env, f"127.0.0.1:{port}") as proc:
                 cold = _first_turn(port, t0)
                 for c in args.concurrency:
                     r = asyncio.run(

@@ -80,7 +80,6 @@ def run(args: argparse.Namespace) -> int:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
-    from engine.dialogue.assistant import open_assistant  # noqa: F401 - fail early on import problems
     from engine.loading.project import load_project_or_raise
     from engine.nlu.artifact import resolve_model_dir
     from engine.server.app import ServerSettings, create_app

@@ -16,15 +16,15 @@ Flow semantics:
 - when a root flow ends (completed or cancelled), the slots of its collect steps with
   ``reset_after_flow_ends`` (and those of the flows it called) are reset, except its
   ``persisted_slots``;
-- more than ``max_steps_per_turn`` steps in one turn stops the flow with a
-  :class:`FlowLoopError` message in the logs and the failure response.
+- more than ``max_steps_per_turn`` steps in one turn stops the flow with an error (in the
+  logs and the turn's ``errors``) that names it and the fix, and the failure response.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,7 @@ from engine.dialogue.policy import Decision
 from engine.dialogue.slots import check
 from engine.dialogue.tracker import DialogueState
 from engine.dialogue.understand import Understanding, collect_steps, collecting_step
-from engine.domain import Button, Domain
+from engine.domain import Domain
 from engine.events import BotUttered, Event, JsonValue
 from engine.flows.model import (
     END,
@@ -71,8 +71,8 @@ FALLBACK_INTENTS_HIDDEN = frozenset({"out_of_scope", "oos", "nlu_fallback", "can
 """Intents never offered as "did you mean" buttons."""
 
 
-class FlowLoopError(RuntimeError):
-    """A flow ran more steps in one turn than ``session.max_steps_per_turn`` allows."""
+async def _no_history() -> Sequence[Event]:
+    return ()
 
 
 @dataclass
@@ -82,8 +82,8 @@ class Turn:
     state: DialogueState
     sender_id: str = ""
     channel: str | None = None
-    history: Sequence[Event] = ()
-    """The conversation's events before this turn (sent to remote actions)."""
+    history: Callable[[], Awaitable[Sequence[Event]]] = field(default_factory=lambda: _no_history)
+    """The conversation's events before this turn (sent to remote actions), read on demand."""
     events: list[Event] = field(default_factory=list)
     steps: int = 0
     errors: list[str] = field(default_factory=list)
@@ -458,7 +458,7 @@ class Executor:
             else {},
             active_flow=state.active_flow,
             config=self.action_config,
-            events=(*turn.history, *turn.events),
+            events=(*(await turn.history()), *turn.events),
             domain=self.domain,
         )
         outcome = await self.runner.run(name, ctx)
@@ -566,7 +566,3 @@ class Executor:
         message = self.render(turn, name, extra)
         if message is not None:
             turn.emit(message)
-
-
-def button_dict(b: Button) -> dict[str, str]:
-    return {"title": b.title, "payload": b.payload}

@@ -130,7 +130,7 @@ def decide(
         # "You didn't answer my question" yields to anything that actually handles the message.
         proposals = [d for d in proposals if d.kind != "no_answer"]
     if not conf.confident or not proposals:
-        proposals.append(_fallback(message, conf, bool(proposals)))
+        proposals.append(_fallback(message, conf))
     proposals.sort(key=lambda d: prio.get(d.policy, 0), reverse=True)
     winner = proposals[0]
     others = tuple(f"{d.policy} ({d.kind})" for d in proposals[1:])
@@ -256,7 +256,7 @@ def _guardrail(config: PolicyConfig, message: UserUttered, strict: bool) -> Deci
     return None
 
 
-def _fallback(message: UserUttered, conf: Confidence, others: bool) -> Decision:
+def _fallback(message: UserUttered, conf: Confidence) -> Decision:
     if conf.ambiguous:
         return Decision(
             FALLBACK,

@@ -15,9 +15,8 @@ import random
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from engine import events as ev
@@ -160,7 +159,10 @@ class MessageProcessor:
 
     async def state(self, conversation_id: str) -> DialogueState:
         """The conversation's current state (read without taking its lock)."""
-        events = await self.store.load(conversation_id)
+        return self.replay(await self.store.load(conversation_id))
+
+    def replay(self, events: Sequence[Event]) -> DialogueState:
+        """The state after ``events`` (a conversation's stored events)."""
         return self._initial.apply(events)
 
     async def release_handoff(self, conversation_id: str) -> None:
@@ -189,8 +191,9 @@ class MessageProcessor:
         domain = project.domain
         now = self.clock()
         turn_id = uuid.uuid4().hex[:16]
-        history = await self.store.load(cid) if self._needs_history() else ()
-        turn = Turn(cached.state, sender_id=cid, channel=channel, history=history)
+        turn = Turn(cached.state, sender_id=cid, channel=channel)
+        if self._needs_history():
+            turn.history = _once(lambda: self.store.load(cid))
         nodes: dict[str, float] = {}
 
         # Sessions: a new conversation, or one idle for longer than session_expiration_time.
@@ -343,7 +346,7 @@ class MessageProcessor:
             events = await self.store.load(cid)
             seen: deque[str] = deque(maxlen=SEEN_MESSAGE_IDS)
             seen.extend(e.message_id for e in events if isinstance(e, ev.UserUttered) and e.message_id)
-            return _Cached(len(events), self._initial.apply(events), seen)
+            return _Cached(len(events), self.replay(events), seen)
         newer = await self.store.load(cid, since=cached.length)
         if newer:
             # Another process wrote to this conversation since we last saw it.
@@ -364,9 +367,18 @@ class MessageProcessor:
         self._cache.pop(conversation_id, None)
 
 
+def _once(load: Callable[[], Awaitable[list[Event]]]) -> Callable[[], Awaitable[Sequence[Event]]]:
+    """``load`` called at most once, on first use (a turn reads the whole history only if a
+    remote action needs it)."""
+    cached: list[list[Event]] = []
+
+    async def history() -> Sequence[Event]:
+        if not cached:
+            cached.append(await load())
+        return cached[0]
+
+    return history
+
+
 def _ms(since: float) -> float:
     return (time.perf_counter() - since) * 1000.0
-
-
-def default_models_dir(project_root: Path) -> Path:
-    return project_root / "models"

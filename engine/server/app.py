@@ -269,7 +269,7 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
         need(request, "reader")
         a = assistant()
         events = await a.store.load(cid)
-        state = a.processor._initial.apply(events)
+        state = a.processor.replay(events)
         return json(
             {
                 "conversation_id": cid,

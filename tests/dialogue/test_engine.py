@@ -34,9 +34,12 @@ def bump(ctx: ActionContext) -> list[Event]:
     return [SlotSet("counter", float(ctx.slots.get("counter") or 0) + 1)]
 
 
+TOOLS = {"do_transfer": transfer, "get_balance": balance, "bump": bump}
+
+
 @pytest.fixture
 def bot(project: Project) -> Bot:
-    return make_bot(project, {"do_transfer": transfer, "get_balance": balance, "bump": bump})
+    return make_bot(project, TOOLS)
 
 
 def of(events: list[Event], kind: type) -> list:  # type: ignore[type-arg]
@@ -256,7 +259,7 @@ policies:
   - {{name: fallback_policy, priority: 1}}
 """
     project = bank_project(tmp_path, {"policies/order.yml": order, "policies/more_rules.yml": RULE_FOR_A_FLOW_INTENT})
-    bot = make_bot(project, {"do_transfer": transfer, "get_balance": balance, "bump": bump})
+    bot = make_bot(project, TOOLS)
     result = await bot.say("/check_balance")
     assert result.decision is not None and result.decision.policy == winner
     loser = "flow_policy (trigger)" if winner == "rule_policy" else "rule_policy (rule)"
@@ -334,7 +337,7 @@ async def test_a_failing_tool_takes_the_declared_failure_branch(project: Project
     def broken(ctx: ActionContext) -> list[Event]:
         raise ToolHttpError(500, "bank core down")
 
-    bot = make_bot(project, {"do_transfer": broken, "get_balance": balance, "bump": bump})
+    bot = make_bot(project, {**TOOLS, "do_transfer": broken})
     await bot.say('/transfer_money{"recipient": "Ann", "amount": 30}')
     result = await bot.say("/affirm")
     assert [m.text for m in result.messages] == ["The transfer did not go through."]
@@ -347,7 +350,7 @@ async def test_a_failing_tool_without_a_branch_says_sorry_and_hands_over(project
     def broken(ctx: ActionContext) -> list[Event]:
         raise RuntimeError("boom")
 
-    bot = make_bot(project, {"do_transfer": transfer, "get_balance": broken, "bump": bump})
+    bot = make_bot(project, {**TOOLS, "get_balance": broken})
     await bot.say('/check_balance{"account": "checking", "pin": "1"}')
     events = await bot.events()
     assert of(events, ev.ToolCalled)[-1].error_type == "tool_error"
@@ -362,7 +365,7 @@ async def test_a_slow_tool_times_out(project: Project) -> None:
         return []
 
     spec = ActionSpec("do_transfer", slow, 0.05, False, 0, "test:slow")
-    bot = make_bot(project, {"do_transfer": spec, "get_balance": balance, "bump": bump})
+    bot = make_bot(project, {**TOOLS, "do_transfer": spec})
     await bot.say('/transfer_money{"recipient": "Ann", "amount": 30}')
     result = await bot.say("/affirm")
     assert of(list(result.events), ev.ToolCalled)[0].error_type == "tool_timeout"
@@ -385,7 +388,7 @@ async def test_an_action_setting_an_unknown_slot_or_a_bad_value_is_ignored(proje
     def sloppy(ctx: ActionContext) -> list[Event]:
         return [SlotSet("nope", 1), SlotSet("balance", "lots"), SlotSet("transfer_id", "TX-1")]
 
-    bot = make_bot(project, {"do_transfer": sloppy, "get_balance": balance, "bump": bump})
+    bot = make_bot(project, {**TOOLS, "do_transfer": sloppy})
     await bot.say('/transfer_money{"recipient": "Ann", "amount": 30}')
     result = await bot.say("/affirm")
     assert result.state.slot("transfer_id") == "TX-1"
@@ -439,8 +442,7 @@ async def test_state_is_a_replay_of_the_stored_events(bot: Bot) -> None:
     await bot.say("/transfer_money")
     await bot.say("/check_balance")
     await bot.say('/inform{"account": "savings"}')
-    tools = {"do_transfer": transfer, "get_balance": balance, "bump": bump}
-    fresh = make_bot(bot.processor.project, tools, store=bot.store)  # another process, same store
+    fresh = make_bot(bot.processor.project, TOOLS, store=bot.store)  # another process, same store
     assert (await fresh.processor.state("c1")).stack == (await bot.processor.state("c1")).stack
     assert await fresh.texts('/inform{"pin": "0"}') == [
         "Your savings balance is 9000.0.",

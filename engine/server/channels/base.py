@@ -20,6 +20,7 @@ background task with ``ctx.spawn(coro)``; graceful shutdown waits for those task
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -69,3 +70,34 @@ class Channel(Protocol):
     def blueprint(self, ctx: ChannelContext) -> Blueprint:
         """The routes of this channel (under ``/webhooks/<name>/``)."""
         ...
+
+
+RECENT_IDS = 10_000
+"""Message ids a channel remembers per process to drop platform redeliveries."""
+
+
+@dataclass
+class RecentIds:
+    """The last ``kept`` message ids a channel took in (this process).
+
+    ``process_new`` already gives no replies for a redelivered ``message_id`` in any worker;
+    this per-process memory drops a platform's redelivery (Slack's retries, Telegram's and
+    LINE's redeliveries) before it reaches the engine, so nothing else about it (an
+    acknowledgement such as Telegram's answerCallbackQuery) is sent twice either.
+    """
+
+    kept: int = RECENT_IDS
+    _ids: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
+
+    def first(self, message: Incoming) -> bool:
+        """True the first time ``message`` (sender, message id) is seen; it is then remembered."""
+        if message.message_id is None:
+            return True
+        key = (message.sender_id, message.message_id)
+        if key in self._ids:
+            self._ids.move_to_end(key)
+            return False
+        self._ids[key] = None
+        while len(self._ids) > self.kept:
+            self._ids.popitem(last=False)
+        return True

@@ -21,7 +21,6 @@ import base64
 import hashlib
 import hmac
 import logging
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +30,7 @@ from sanic.response import HTTPResponse, json
 
 from engine.events import BotUttered, JsonValue
 from engine.server.body import MAX_TEXT, json_body
-from engine.server.channels.base import ChannelContext, Incoming
+from engine.server.channels.base import ChannelContext, Incoming, RecentIds
 from engine.server.errors import ApiError
 from engine.server.outbound import OutboundError, post_json
 
@@ -74,37 +73,6 @@ SCHEMA = {
     "required": ["events"],
     "properties": {"destination": _STR, "events": {"type": "array", "items": EVENT, "maxItems": 100}},
 }
-
-
-RECENT_IDS = 10_000
-"""Message ids a channel remembers per process to drop platform redeliveries."""
-
-
-@dataclass
-class RecentIds:
-    """The last ``kept`` message ids a channel took in (this process).
-
-    The engine de-duplicates a ``message_id`` per conversation too, but answers a duplicate
-    with the replies of the first time (for clients that retry to get them); a channel that
-    pushes replies to a platform must not send them again when the platform redelivers a
-    webhook (Slack's retries, Telegram's and LINE's redeliveries). Meant for ``base.py``.
-    """
-
-    kept: int = RECENT_IDS
-    _ids: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
-
-    def first(self, message: Incoming) -> bool:
-        """True the first time ``message`` (sender, message id) is seen; it is then remembered."""
-        if message.message_id is None:
-            return True
-        key = (message.sender_id, message.message_id)
-        if key in self._ids:
-            self._ids.move_to_end(key)
-            return False
-        self._ids[key] = None
-        while len(self._ids) > self.kept:
-            self._ids.popitem(last=False)
-        return True
 
 
 def signature(secret: str, body: bytes) -> str:

@@ -38,8 +38,7 @@ from sanic.response import HTTPResponse, empty, json
 
 from engine.events import BotUttered, JsonValue
 from engine.server.body import MAX_TEXT, json_body
-from engine.server.channels.base import ChannelContext, Incoming
-from engine.server.channels.line import RecentIds
+from engine.server.channels.base import ChannelContext, Incoming, RecentIds
 from engine.server.errors import ApiError
 from engine.server.outbound import OutboundError, post_json
 
