@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,15 @@ def run(args: argparse.Namespace) -> int:
     elif args.env_file is not None:
         return usage_error(f"--env-file {args.env_file} does not exist")
     os.environ.update(env)  # workers are separate processes: they read it from here
+    metrics_dir = _metrics_dir(args.workers)
+    try:
+        return _serve(args, env)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve(args: argparse.Namespace, env: dict[str, str]) -> int:
 
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
@@ -96,9 +107,29 @@ def run(args: argparse.Namespace) -> int:
 
     settings = ServerSettings(args.project.resolve(), args.model, args.store, env)
     loader = AppLoader(factory=partial(create_app, settings))
-    app = loader.load()
+    try:
+        # One worker: the server runs in this process (no second process importing and loading
+        # everything again: half the memory, a faster start). Several: Sanic's worker manager.
+        app = create_app(settings) if args.workers == 1 else loader.load()
+    except ValueError as exc:  # a malformed setting in the environment (TAIWA_RATE_LIMIT, ...)
+        return usage_error(str(exc), "correct the variable in the environment or the .env file")
     names = ", ".join(app.ctx.channel_names)
     print(f"taiwa {args.project.resolve().name}: http://{args.host}:{args.port} · channels: {names}", flush=True)
-    app.prepare(host=args.host, port=args.port, workers=args.workers, motd=False, access_log=False)
-    Sanic.serve(primary=app, app_loader=loader)
+    options: dict[str, Any] = {"host": args.host, "port": args.port, "motd": False, "access_log": False}
+    if args.workers == 1:
+        app.prepare(single_process=True, **options)
+        Sanic.serve_single(primary=app)
+    else:
+        app.prepare(workers=args.workers, **options)
+        Sanic.serve(primary=app, app_loader=loader)
     return 0
+
+
+def _metrics_dir(workers: int) -> Path | None:
+    """Several workers answer /metrics in turn: they must count in shared files (prometheus-client's
+    multiprocess mode), set up before any worker starts. Returns the folder to remove at exit."""
+    if workers < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="taiwa-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    return folder

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import aiohttp
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse, json, raw
@@ -31,10 +31,10 @@ from engine.dialogue.assistant import Assistant, open_assistant
 from engine.dialogue.processor import TurnResult, bot_message_dict
 from engine.events import BotUttered, event_to_dict
 from engine.server.auth import Auth, Role
-from engine.server.body import ID, METADATA, TEXT, json_body, obj
+from engine.server.body import ID, METADATA, TEXT, json_body, obj, path_id
 from engine.server.channels.base import ChannelContext, Incoming
 from engine.server.errors import ApiError, install_error_handler
-from engine.server.ratelimit import TokenBuckets, retry_after
+from engine.server.ratelimit import Bucket, Limiter, TokenBuckets, redis_limiter, retry_after
 from engine.stores.base import ConcurrentWriteError, LockTimeoutError, StoreUnavailableError
 
 log = logging.getLogger("taiwa.server")
@@ -58,9 +58,18 @@ class ServerSettings:
     """Where the audit log goes (default PROJECT/.taiwa/audit.jsonl)."""
 
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""Set (by ``taiwa run --workers N``) when several worker processes serve one port: each writes
+its metrics to files there and ``/metrics`` adds them up, whichever worker answers."""
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.exposed = self.registry
+        if os.environ.get(MULTIPROC_ENV):
+            self.exposed = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self.exposed)  # type: ignore[no-untyped-call]
         self.turns = Counter("taiwa_turns_total", "Turns processed", ["channel", "policy"], registry=self.registry)
         self.latency = Histogram(
             "taiwa_turn_latency_seconds",
@@ -76,6 +85,11 @@ class Metrics:
         self.handoffs = Counter("taiwa_handoffs_total", "Handoffs", ["reason"], registry=self.registry)
         self.rate_limited = Counter(
             "taiwa_rate_limited_total", "Requests refused by the rate limit", registry=self.registry
+        )
+        self.rate_limit_store_errors = Counter(
+            "taiwa_rate_limit_store_errors_total",
+            "Requests let through unlimited because the rate-limit store (Redis) was unreachable",
+            registry=self.registry,
         )
 
     def observe(self, channel: str, result: TurnResult) -> None:
@@ -101,10 +115,18 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
     install_error_handler(app)
     auth = Auth.from_env(settings.env)
     capacity, per_second = rate_limit_from_env(settings.env, settings.rate_capacity, settings.rate_per_second)
-    limits = TokenBuckets(capacity, per_second) if capacity else None
-    per_ip = TokenBuckets(capacity * 10, per_second * 20) if capacity else None
-    """Senders are chosen by clients: a second bucket per IP stops one client posing as many."""
     metrics = Metrics()
+    limiter: Limiter | None = None
+    if capacity:
+        store = settings.env.get(RATE_LIMIT_STORE_ENV, "").strip()
+        try:
+            limiter = (
+                redis_limiter(store, on_error=lambda exc: metrics.rate_limit_store_errors.inc())
+                if store
+                else TokenBuckets()
+            )
+        except ValueError as exc:
+            raise ValueError(f"{RATE_LIMIT_STORE_ENV}: {exc}") from None
     background: set[asyncio.Task[None]] = set()
     http_session: list[aiohttp.ClientSession] = []
     audit_path = settings.audit_log or Path(
@@ -132,12 +154,14 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
         if not task.cancelled() and task.exception() is not None:
             log.error("background work failed", exc_info=task.exception())
 
-    def limit(key: str, ip: str | None = None) -> None:
-        if limits is None or per_ip is None:
+    async def limit(key: str, ip: str | None = None) -> None:
+        if limiter is None:
             return
-        wait = limits.take(key)
-        if wait == 0 and ip is not None:
-            wait = per_ip.take(ip)
+        buckets = [Bucket(key, capacity, per_second)]
+        if ip is not None:
+            # Senders are chosen by clients: a second bucket per IP stops one client posing as many.
+            buckets.append(Bucket(f"ip:{ip}", capacity * 10, per_second * 20))
+        wait = await limiter.take(buckets)
         if wait > 0:
             metrics.rate_limited.inc()
             raise ApiError(
@@ -176,12 +200,12 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
         return result
 
     async def process(msg: Incoming) -> list[BotUttered]:
-        limit(f"{msg.channel}:{msg.sender_id}", msg.client_ip)
+        await limit(f"{msg.channel}:{msg.sender_id}", msg.client_ip)
         result = await run_turn(msg.sender_id, msg.text, msg.channel, msg.message_id, msg.metadata)
         return list(result.messages)
 
     async def process_new(msg: Incoming) -> list[BotUttered]:
-        limit(f"{msg.channel}:{msg.sender_id}", msg.client_ip)
+        await limit(f"{msg.channel}:{msg.sender_id}", msg.client_ip)
         result = await run_turn(msg.sender_id, msg.text, msg.channel, msg.message_id, msg.metadata)
         return [] if result.duplicate else list(result.messages)
 
@@ -196,8 +220,21 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
         )
         app_.ctx.started = time.time()
 
+    stopping: list[bool] = []
+
+    async def close_when_stopping(request: Request, response: Any) -> None:
+        # Sanic closes idle keep-alive connections once, when it stops; a turn still in flight
+        # then would keep its connection open until the graceful timeout. Answer it, then close.
+        if stopping:
+            http1: Any = request.stream
+            if http1 is not None:
+                http1.keep_alive = False
+
+    app.register_middleware(close_when_stopping, "response")
+
     @app.before_server_stop
     async def drain(app_: Sanic[Any, Any]) -> None:
+        stopping.append(True)
         if background:
             await asyncio.wait(list(background), timeout=app.config.GRACEFUL_SHUTDOWN_TIMEOUT)
 
@@ -208,6 +245,8 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
             await a.close()
         for s in http_session:
             await s.close()
+        if limiter is not None:
+            await limiter.close()
 
     def need(request: Request, role: Role) -> str:
         return auth.require(request, role).subject
@@ -235,7 +274,8 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
         ok = all(c["status"] != "down" for c in checks.values() if c.get("required"))
         degraded = any(c["status"] == "down" for c in checks.values())
         status = "ok" if ok and not degraded else ("degraded" if ok else "down")
-        return json({"status": status, "checks": checks}, status=200 if ok else 503)
+        worker = {"X-Taiwa-Worker": str(os.getpid())}  # which worker answered, behind one port
+        return json({"status": status, "checks": checks}, status=200 if ok else 503, headers=worker)
 
     @app.get("/version")
     async def version(request: Request) -> HTTPResponse:
@@ -253,7 +293,8 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
     async def openapi(request: Request) -> HTTPResponse:
         from engine.server.openapi import document
 
-        return json(document(__version__))
+        a = getattr(app.ctx, "assistant", None)
+        return json(document(__version__, tuple(a.project.domain.intents) if a is not None else ()))
 
     # ------------------------------------------------------------------ API
 
@@ -265,7 +306,7 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
 
     @app.get("/conversations/<cid:str>/tracker")
     async def tracker(request: Request, cid: str) -> HTTPResponse:
-        cid = unquote(cid)
+        cid = path_id(unquote(cid), "cid")
         need(request, "reader")
         a = assistant()
         events = await a.store.load(cid)
@@ -283,16 +324,16 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
 
     @app.post("/conversations/<cid:str>/messages")
     async def messages(request: Request, cid: str) -> HTTPResponse:
-        cid = unquote(cid)
+        cid = path_id(unquote(cid), "cid")
         need(request, "operator")
         body = json_body(request, obj({"text": TEXT, "message_id": ID, "metadata": METADATA}, ("text",)))
-        limit(f"api:{cid}")
+        await limit(f"api:{cid}")
         result = await run_turn(cid, body["text"], "api", body.get("message_id"), body.get("metadata") or {})
         return json(_turn_json(result))
 
     @app.post("/conversations/<cid:str>/trigger_intent")
     async def trigger(request: Request, cid: str) -> HTTPResponse:
-        cid = unquote(cid)
+        cid = path_id(unquote(cid), "cid")
         need(request, "operator")
         body = json_body(
             request,
@@ -307,6 +348,7 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
         a = assistant()
         if body["name"] not in a.project.domain.intents:
             raise ApiError(400, "unknown_intent", f"No intent {body['name']!r} in the domain.")
+        await limit(f"api:{cid}")
         entities = body.get("entities") or {}
         text = f"/{body['name']}" + (jsonlib.dumps(entities) if entities else "")
         result = await run_turn(cid, text, "api", None, {})
@@ -314,7 +356,7 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
 
     @app.delete("/users/<user_id:str>/data")
     async def delete_user(request: Request, user_id: str) -> HTTPResponse:
-        user_id = unquote(user_id)
+        user_id = path_id(unquote(user_id), "user_id")
         actor = need(request, "admin")
         a = assistant()
         owned = [c for c in await a.store.conversations() if c == user_id or c.endswith(":" + user_id)]
@@ -338,12 +380,14 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
     @app.get("/metrics")
     async def prometheus(request: Request) -> HTTPResponse:
         need(request, "reader")
-        return raw(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+        return raw(generate_latest(metrics.exposed), content_type=CONTENT_TYPE_LATEST)
 
     return app
 
 
 RATE_LIMIT_ENV = "TAIWA_RATE_LIMIT"
+RATE_LIMIT_STORE_ENV = "TAIWA_RATE_LIMIT_STORE"
+"""``redis://host:port/db``: buckets shared by every worker and instance (default: per process)."""
 
 
 def rate_limit_from_env(env: Mapping[str, str], capacity: float, per_second: float) -> tuple[float, float]:

@@ -75,3 +75,13 @@ def obj(properties: Mapping[str, Any], required: tuple[str, ...] = ()) -> dict[s
 TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}
 ID = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\x00-\\x1f]+$"}
 METADATA = {"type": "object", "maxProperties": 50}
+
+_ID_CHECK = Draft202012Validator(ID)
+
+
+def path_id(value: str, name: str) -> str:
+    """A conversation or user id from the URL path (already unquoted), checked like a body id."""
+    error = best_match(_ID_CHECK.iter_errors(value))
+    if error is not None:
+        raise ApiError(400, "invalid_request", f"{name} in the path: {_short(error.message, 120)}")
+    return value

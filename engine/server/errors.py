@@ -56,11 +56,15 @@ def install_error_handler(app: Sanic[Any, Any]) -> None:
         message = str(exc.args[0]) if exc.args else _SANIC_CODES.get(status, "error")
         if status == 404:
             message = f"No endpoint {request.method} {request.path}. See /openapi.json for the API."
+        headers: dict[str, str] = {}
         if status == 405:
             message = f"{request.method} is not allowed on {request.path}."
+            allowed = sorted(getattr(exc, "allowed_methods", None) or ())
+            if allowed:
+                headers["Allow"] = ", ".join(allowed)
         if status == 413:
             message = f"The request body is larger than {request.app.config.REQUEST_MAX_SIZE} bytes."
-        return error_response(status, _SANIC_CODES.get(status, "error"), message)
+        return error_response(status, _SANIC_CODES.get(status, "error"), message, headers)
 
     @app.exception(Exception)
     async def unexpected(request: Request, exc: Exception) -> HTTPResponse:

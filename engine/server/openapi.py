@@ -6,6 +6,7 @@ so the document cannot drift from what the server accepts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from engine.server.body import ID, METADATA, TEXT, obj
@@ -54,6 +55,10 @@ TURN = {
 CID = {"name": "cid", "in": "path", "required": True, "schema": ID}
 
 
+TURN_ERRORS = (400, 409, 429, 503)
+"""A turn: bad input, a conflicting write, the rate limit, a busy conversation or store down."""
+
+
 def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): {"description": "error", "content": {"application/json": {"schema": ERROR}}} for c in codes}
 
@@ -69,7 +74,13 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
 SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
-def document(version: str) -> dict[str, Any]:
+def document(version: str, intents: Sequence[str] = ()) -> dict[str, Any]:
+    """The API of one assistant: ``intents`` (its domain's) are the names trigger_intent accepts."""
+    intent_name: dict[str, Any] = (
+        {"type": "string", "enum": sorted(intents)}
+        if intents
+        else {"type": "string", "pattern": "^[A-Za-z_][\\w\\-.]*$", "maxLength": 128}
+    )
     return {
         "openapi": "3.1.0",
         "info": {"title": "taiwa", "version": version, "description": "The HTTP API of a taiwa assistant."},
@@ -94,7 +105,7 @@ def document(version: str) -> dict[str, Any]:
                 "post": {
                     "summary": "Rasa-compatible REST channel",
                     "requestBody": _body(REST_SCHEMA),
-                    "responses": {"200": _json({"type": "array", "items": BOT_MESSAGE}), **_errors(400, 413, 429)},
+                    "responses": {"200": _json({"type": "array", "items": BOT_MESSAGE}), **_errors(*TURN_ERRORS, 413)},
                 }
             },
             "/model/parse": {
@@ -110,7 +121,7 @@ def document(version: str) -> dict[str, Any]:
                     "summary": "A conversation's events and state",
                     "security": SECURED,
                     "parameters": [CID],
-                    "responses": {"200": _json({"type": "object"}), **_errors(401, 403)},
+                    "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 403, 503)},
                 }
             },
             "/conversations/{cid}/messages": {
@@ -119,7 +130,7 @@ def document(version: str) -> dict[str, Any]:
                     "security": SECURED,
                     "parameters": [CID],
                     "requestBody": _body(obj({"text": TEXT, "message_id": ID, "metadata": METADATA}, ("text",))),
-                    "responses": {"200": _json(TURN), **_errors(400, 401, 403, 429)},
+                    "responses": {"200": _json(TURN), **_errors(*TURN_ERRORS, 401, 403)},
                 }
             },
             "/conversations/{cid}/trigger_intent": {
@@ -130,13 +141,13 @@ def document(version: str) -> dict[str, Any]:
                     "requestBody": _body(
                         obj(
                             {
-                                "name": {"type": "string", "pattern": "^[A-Za-z_][\\w\\-.]*$", "maxLength": 128},
+                                "name": intent_name,
                                 "entities": METADATA,
                             },
                             ("name",),
                         )
                     ),
-                    "responses": {"200": _json(TURN), **_errors(400, 401, 403)},
+                    "responses": {"200": _json(TURN), **_errors(*TURN_ERRORS, 401, 403)},
                 }
             },
             "/users/{user_id}/data": {
@@ -144,7 +155,7 @@ def document(version: str) -> dict[str, Any]:
                     "summary": "Right to deletion: remove the user's conversations (audited)",
                     "security": SECURED,
                     "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": ID}],
-                    "responses": {"200": _json({"type": "object"}), **_errors(401, 403)},
+                    "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 403, 503)},
                 }
             },
             "/metrics": {

@@ -47,6 +47,7 @@ def live_server(
 ) -> Iterator[LiveServer]:
     """``taiwa run`` in a subprocess; yields once /health answers; stopped with SIGTERM."""
     port = free_port()
+    tmp_path.mkdir(parents=True, exist_ok=True)
     log = tmp_path / f"server-{port}.log"
     full_env = {
         **os.environ,
