@@ -26,6 +26,7 @@ from engine.dialogue.policy import HANDOFF, decide
 from engine.dialogue.shortcut import parse_shortcut
 from engine.dialogue.tracker import DialogueState, initial_state
 from engine.dialogue.understand import Understanding, understand
+from engine.dialogue.wire import bot_message_dict
 from engine.events import BotUttered, Event, JsonValue
 from engine.loading.project import Project
 from engine.nlu.model import NluModel, ParseResult
@@ -62,20 +63,6 @@ class TurnResult:
     def replies(self) -> list[dict[str, Any]]:
         """The bot messages in the wire format of Rasa's REST channel."""
         return [bot_message_dict(m, self.conversation_id) for m in self.messages]
-
-
-def bot_message_dict(message: BotUttered, recipient_id: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"recipient_id": recipient_id}
-    if message.text is not None:
-        out["text"] = message.text
-    if message.buttons:
-        out["buttons"] = [dict(b) for b in message.buttons]
-    for key in ("image", "custom", "quick_replies", "attachment"):
-        if key in message.data:
-            out[key] = message.data[key]
-    if message.response:
-        out["response"] = message.response
-    return out
 
 
 @dataclass

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import aiohttp
@@ -27,8 +27,7 @@ from sanic.response import HTTPResponse, json, raw
 
 from engine import __version__
 from engine import events as ev
-from engine.dialogue.assistant import Assistant, open_assistant
-from engine.dialogue.processor import TurnResult, bot_message_dict
+from engine.dialogue.wire import bot_message_dict
 from engine.events import BotUttered, event_to_dict
 from engine.server.auth import Auth, Role
 from engine.server.body import ID, METADATA, TEXT, json_body, obj, path_id
@@ -36,6 +35,10 @@ from engine.server.channels.base import ChannelContext, Incoming
 from engine.server.errors import ApiError, install_error_handler
 from engine.server.ratelimit import Bucket, Limiter, TokenBuckets, redis_limiter, retry_after
 from engine.stores.base import ConcurrentWriteError, LockTimeoutError, StoreUnavailableError
+
+if TYPE_CHECKING:
+    from engine.dialogue.assistant import Assistant
+    from engine.dialogue.processor import TurnResult
 
 log = logging.getLogger("taiwa.server")
 
@@ -215,6 +218,9 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
 
     @app.before_server_start
     async def start(app_: Sanic[Any, Any]) -> None:
+        # Imported here, in the worker: the process that only manages workers stays small.
+        from engine.dialogue.assistant import open_assistant
+
         app_.ctx.assistant = await open_assistant(
             settings.project, model=settings.model, store_url=settings.store_url, env=settings.env
         )
@@ -380,7 +386,11 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
     @app.get("/metrics")
     async def prometheus(request: Request) -> HTTPResponse:
         need(request, "reader")
-        return raw(generate_latest(metrics.exposed), content_type=CONTENT_TYPE_LATEST)
+        return raw(
+            generate_latest(metrics.exposed),
+            content_type=CONTENT_TYPE_LATEST,
+            headers={"X-Taiwa-Worker": str(os.getpid())},
+        )
 
     return app
 

@@ -83,24 +83,29 @@ async def test_two_instances_process_each_message_of_one_conversation_once(
 
 async def test_workers_share_one_metrics_view(reference_models: Path, tmp_path: Path) -> None:
     """With --workers 2 each worker answers /metrics in turn; each must report the sum."""
+
+    async def scrape(session: aiohttp.ClientSession, server: LiveServer) -> tuple[str, float]:
+        async with session.get(server.url + "/metrics", headers=AUTH) as r:
+            text = await r.text()
+            found = re.findall(r'^taiwa_turns_total\{channel="rest",[^}]*\} (\S+)$', text, re.M)
+            return r.headers["X-Taiwa-Worker"], sum(float(x) for x in found)
+
     with live_server(reference_models, tmp_path, BASE_ENV, workers=2) as server:
-        # A new connection per request, so that both workers get some.
+        # New connections, many at once: while one worker is busy the other accepts.
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
-            for i in range(30):
-                status, _ = await post(session, server, f"metrics-{i}", "hi")
-                assert status == 200
-            totals = set()
-            for _ in range(10):
-                async with session.get(server.url + "/metrics", headers=AUTH) as r:
-                    text = await r.text()
-                found = re.findall(r'^taiwa_turns_total\{channel="rest",[^}]*\} (\S+)$', text, re.M)
-                totals.add(sum(float(x) for x in found))
-            pids = set()
-            for _ in range(40):  # both workers really serve (otherwise the sum proves nothing)
-                async with session.get(server.url + "/health") as r:
-                    pids.add(r.headers.get("X-Taiwa-Worker"))
-    assert totals == {30.0}
-    assert len(pids) == 2
+            for _ in range(100):  # /health answers as soon as one worker is up: wait for the second
+                if len({pid for pid, _ in await asyncio.gather(*(scrape(session, server) for _ in range(10)))}) == 2:
+                    break
+                await asyncio.sleep(0.1)
+            answers = await asyncio.gather(*(post(session, server, f"metrics-{i}", "hi") for i in range(40)))
+            assert all(status == 200 for status, _ in answers)
+            scrapes: set[tuple[str, float]] = set()
+            for _ in range(20):
+                scrapes |= set(await asyncio.gather(*(scrape(session, server) for _ in range(10))))
+                if len({pid for pid, _ in scrapes}) == 2:
+                    break
+    assert len({pid for pid, _ in scrapes}) == 2, "only one worker answered: the test proves nothing"
+    assert {total for _, total in scrapes} == {40.0}
 
 
 @pytest.mark.services

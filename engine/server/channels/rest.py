@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json, text
 
-from engine.dialogue.processor import bot_message_dict
+from engine.dialogue.wire import bot_message_dict
 from engine.server.body import ID, METADATA, TEXT, json_body, obj
 from engine.server.channels.base import ChannelContext, Incoming
 from engine.server.outbound import OutboundError, post_json
