@@ -4,7 +4,7 @@ Codes never change meaning once released. ``docs/errors.md`` is generated from t
 table (``taiwa errors --markdown``), so the documentation and the checker cannot drift.
 
 Ranges: ``E0xx`` reading files, ``E1xx`` schema, ``E2xx`` merging files, ``E3xx``
-cross-references and compilation, ``W...`` warnings.
+cross-references and compilation, ``E4xx`` golden sets (``taiwa eval``), ``W...`` warnings.
 """
 
 from __future__ import annotations
@@ -206,6 +206,22 @@ class Errors:
         "E322",
         "The NLU pipeline names a component that is not registered.",
         "Use a registered component name (see `valid:`), with its version suffix, e.g. classifier.linear.v1.",
+    )
+    # -- golden sets (taiwa eval) ----------------------------------------------------
+    E401 = ErrorSpec(
+        "E401",
+        "Two golden cases have the same case_id.",
+        "Give every case of the golden set (all files of tests/golden/) its own `case_id`.",
+    )
+    E402 = ErrorSpec(
+        "E402",
+        "The golden set has no cases.",
+        "Add .yml files with a top-level `cases:` list to tests/golden/, or point `--golden` at them.",
+    )
+    E403 = ErrorSpec(
+        "E403",
+        "A golden turn's /intent{...} message cannot be read.",
+        'Write a JSON object after the intent, e.g. /inform{"priority": "high"}, or use `intent:` with `entities:`.',
     )
     # -- warnings --------------------------------------------------------------------
     W001 = ErrorSpec("W001", "A YAML file is empty.", "Remove the file or give it content.")

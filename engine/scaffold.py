@@ -15,8 +15,11 @@ import engine
 from engine.diagnostics import EngineError
 
 PROJECT_FOLDERS = ("domain", "flows", "policies", "nlu_data", "actions")
+GOLDEN_FOLDER = "tests/golden"
+"""The reference assistant's golden set (``taiwa eval``), scaffolded with it."""
 SCHEMA_DIR = ".schemas"
 _REPO_SCHEMA_PREFIX = "$schema=../engine/schemas/"
+_REPO_GOLDEN_SCHEMA_PREFIX = "$schema=../../engine/schemas/"
 
 
 class ScaffoldError(EngineError, ValueError):
@@ -47,7 +50,7 @@ def scaffold(target: Path, *, force: bool = False) -> list[Path]:
         raise ScaffoldError("the target is the taiwa checkout itself. Fix: choose another folder.")
     target.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for folder in PROJECT_FOLDERS:
+    for folder in (*PROJECT_FOLDERS, GOLDEN_FOLDER):
         for path in sorted((source / folder).rglob("*")):
             if not path.is_file() or "__pycache__" in path.parts or path.suffix in (".pyc", ".db", ".sqlite"):
                 continue
@@ -55,13 +58,14 @@ def scaffold(target: Path, *, force: bool = False) -> list[Path]:
             dest.parent.mkdir(parents=True, exist_ok=True)
             if path.suffix in (".yml", ".yaml"):
                 text = path.read_text("utf-8").replace(_REPO_SCHEMA_PREFIX, f"$schema=../{SCHEMA_DIR}/")
+                text = text.replace(_REPO_GOLDEN_SCHEMA_PREFIX, f"$schema=../../{SCHEMA_DIR}/")
                 dest.write_text(text, encoding="utf-8")
             else:
                 shutil.copyfile(path, dest)
             written.append(dest)
     schema_dir = target / SCHEMA_DIR
     schema_dir.mkdir(exist_ok=True)
-    for kind in SCHEMA_KINDS:
+    for kind in (*SCHEMA_KINDS, "golden"):
         dest = schema_dir / f"{kind}.schema.json"
         dest.write_text(json.dumps(load_schema(kind), indent=2) + "\n", encoding="utf-8")
         written.append(dest)

@@ -7,7 +7,7 @@ concatenated (rule names must stay unique).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from engine.diagnostics import Diagnostic, Location
 from engine.loading._common import Merged, condition_at
@@ -17,11 +17,15 @@ from engine.policies.config import (
     DEFAULT_POLICIES,
     DisallowedTopic,
     EmergencyConfig,
+    FailureGate,
     FallbackConfig,
+    Gate,
+    GateBound,
     GuardrailsConfig,
     HandoffConfig,
     LlmFallbackConfig,
     LlmProvider,
+    MetricGate,
     PipelineComponent,
     PolicyConfig,
     PolicyEntry,
@@ -116,6 +120,9 @@ def build_policies(files: list[SourceFile]) -> tuple[PolicyConfig, list[Diagnost
     else:
         pipeline = tuple(PipelineComponent(n, {}, Location("policies/")) for n in DEFAULT_PIPELINE)
 
+    src, raw_gates = get("gates")
+    gates = _gates(src, raw_gates) if src is not None and raw_gates else ()
+
     _, session = get("session")
     _, flags = get("feature_flags")
     _, nlu_threshold = get("nlu_threshold")
@@ -136,6 +143,7 @@ def build_policies(files: list[SourceFile]) -> tuple[PolicyConfig, list[Diagnost
         response_refs=tuple(response_refs),
         action_refs=tuple(action_refs),
         intent_refs=tuple(intent_refs),
+        gates=gates,
     )
     return config, diags
 
@@ -154,3 +162,30 @@ def _rule(src: SourceFile, i: int, raw: dict[str, Any]) -> tuple[Rule, Diagnosti
         then_locs=tuple(src.loc(["rules", i, "then", j]) for j in range(len(raw["then"]))),
     )
     return rule, diag
+
+
+GATE_BOUNDS: tuple[GateBound, ...] = ("min", "max", "max_drop", "max_rise")
+
+
+def _gates(src: SourceFile, raw: list[dict[str, Any]]) -> tuple[Gate, ...]:
+    """One gate per bound (the schema has checked the shapes)."""
+    gates: list[Gate] = []
+    for i, item in enumerate(raw):
+        optional = item.get("when_baseline") == "optional"
+        description = item.get("description")
+        if "metric" in item:
+            gates.extend(
+                MetricGate(
+                    item["metric"], bound, float(item[bound]), src.loc(["gates", i, bound]), optional, description
+                )
+                for bound in GATE_BOUNDS
+                if bound in item
+            )
+            continue
+        kind: Literal["no_new_failures", "no_failures"] = (
+            "no_new_failures" if "no_new_failures" in item else "no_failures"
+        )
+        value = item[kind]
+        priorities = () if value == "any" else ((value,) if isinstance(value, str) else tuple(value))
+        gates.append(FailureGate(kind, priorities, src.loc(["gates", i, kind]), optional, description))
+    return tuple(gates)

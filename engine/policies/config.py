@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from engine.conditions import Condition
 from engine.diagnostics import Location
@@ -99,6 +100,65 @@ class PipelineComponent:
     loc: Location
 
 
+GateBound = Literal["min", "max", "max_drop", "max_rise"]
+"""How a metric gate bounds its metric: absolutely (``min``/``max``) or against the baseline."""
+
+BASELINE_BOUNDS: frozenset[str] = frozenset({"max_drop", "max_rise"})
+
+
+@dataclass(frozen=True, slots=True)
+class MetricGate:
+    """One bound on one report metric (``policies/gates.yml``).
+
+    A YAML item with several bounds (``min`` and ``max_drop``, say) becomes one gate per
+    bound, so each result says exactly which bound held or failed.
+    """
+
+    metric: str
+    """Dotted name of a report metric, e.g. ``task_success_rate`` or ``latency_ms.p95``."""
+    bound: GateBound
+    threshold: float
+    """In the metric's own unit: a fraction in 0..1, milliseconds, or a count."""
+    loc: Location
+    """Where the bound is written."""
+    baseline_optional: bool = False
+    """``when_baseline: optional``: without a baseline the gate is skipped, not failed."""
+    description: str | None = None
+
+    @property
+    def needs_baseline(self) -> bool:
+        return self.bound in BASELINE_BOUNDS
+
+    @property
+    def label(self) -> str:
+        return f"{self.metric} ({self.bound})"
+
+
+@dataclass(frozen=True, slots=True)
+class FailureGate:
+    """No failing golden case of the given priorities (newly failing, or at all)."""
+
+    kind: Literal["no_new_failures", "no_failures"]
+    priorities: tuple[str, ...]
+    """e.g. ``("P0",)``; empty means every priority (``any``)."""
+    loc: Location
+    baseline_optional: bool = False
+    """``when_baseline: optional`` (only for ``no_new_failures``)."""
+    description: str | None = None
+
+    @property
+    def needs_baseline(self) -> bool:
+        return self.kind == "no_new_failures"
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}: {'/'.join(self.priorities) or 'any'}"
+
+
+Gate = MetricGate | FailureGate
+"""A release gate checked by ``taiwa eval --gate``."""
+
+
 DEFAULT_PIPELINE = (
     "tokenizer.spacy.v1",
     "featurizer.tfidf.v1",
@@ -138,3 +198,5 @@ class PolicyConfig:
     """Tool names under ``emergency.tools``, with where."""
     intent_refs: tuple[tuple[str, Location], ...] = ()
     """Intents under ``handoff.intents``, with where."""
+    gates: tuple[Gate, ...] = ()
+    """Release gates (``gates:``, usually in ``policies/gates.yml``), in the order written."""
