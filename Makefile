@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed-stamp
 RASA_SDK_VENV := .venv-rasa-sdk
 RASA_SDK := rasa-sdk==3.21.1
 PROJECT ?= .
+PORT ?= 5005
 
-.PHONY: install install-embeddings run test check bench format clean
+.PHONY: install install-embeddings run shell test check bench format clean
 
 install: $(STAMP) ## create .venv and install taiwa with its test extras (quick when nothing changed)
 
@@ -23,11 +24,15 @@ install-embeddings: install ## the optional dense NLU extra: PyTorch 2.13 (CPU),
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[test,embeddings]'
 
-run: install ## check and train the reference assistant, draw its flows, chat with it
+run: install ## check and train the reference assistant, draw its flows, serve it (web chat at /chat)
 	$(BIN)/taiwa validate --project $(PROJECT)
 	$(BIN)/taiwa train --project $(PROJECT)
 	$(BIN)/taiwa visualize --project $(PROJECT) --output $(PROJECT)/.taiwa-flows.mmd
-	@echo "Flows drawn to $(PROJECT)/.taiwa-flows.mmd (Mermaid). Starting the assistant in the terminal (the HTTP server, taiwa run, is not built yet)."
+	@echo "Flows drawn to $(PROJECT)/.taiwa-flows.mmd (Mermaid). Open http://127.0.0.1:$(PORT)/chat to chat (Ctrl-C stops)."
+	$(BIN)/taiwa run --project $(PROJECT) --port $(PORT)
+
+shell: install ## train the reference assistant and chat with it in the terminal
+	$(BIN)/taiwa train --project $(PROJECT)
 	$(BIN)/taiwa shell --project $(PROJECT)
 
 $(RASA_SDK_VENV)/.installed-stamp:

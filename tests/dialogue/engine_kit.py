@@ -343,7 +343,14 @@ class ScriptedNlu:
         ranking, entities = self.table.get(text, ([("chitchat", 0.2), ("greet", 0.15)], []))
         scores = tuple(IntentScore(n, c) for n, c in ranking)
         extracted = tuple(
-            ExtractedEntity(str(e["entity"]), e["value"], int(e.get("start", 0)), int(e.get("end", 0)), "scripted")
+            ExtractedEntity(
+                str(e["entity"]),
+                str(e["value"]),
+                int(e.get("start", 0)),
+                int(e.get("end", 0)),
+                str(e.get("text", e["value"])),
+                "scripted",
+            )
             for e in entities
         )
         return ParseResult(text, scores[0], scores, extracted)

@@ -17,8 +17,7 @@ from dialogue.engine_kit import DOMAIN, FLOWS, POLICIES, ScriptedNlu, bank_proje
 
 from engine.evaluation.golden_run import GoldenContext, evaluate_cases
 from engine.loading.project import Project
-from engine.nlu.entities import ExtractedEntity
-from engine.nlu.model import IntentScore, ParseResult
+from engine.nlu.model import ParseResult
 
 BALANCE_CASE: dict[str, Any] = {
     "case_id": "balance",
@@ -53,18 +52,8 @@ GREET_CASE: dict[str, Any] = {
 }
 
 
-class Nlu(ScriptedNlu):
-    """engine_kit's scripted NLU, with entities built for the current ``ExtractedEntity``."""
-
-    def parse(self, text: str) -> ParseResult:
-        ranking, entities = self.table.get(text, ([("chitchat", 0.2), ("greet", 0.15)], []))
-        scores = tuple(IntentScore(n, c) for n, c in ranking)
-        found = tuple(ExtractedEntity(e["entity"], e["value"], 0, 0, e["value"], "scripted") for e in entities)
-        return ParseResult(text, scores[0], scores, found)
-
-
 def scripted() -> ScriptedNlu:
-    nlu = Nlu()
+    nlu = ScriptedNlu()
     nlu.understands("what is my balance", ("check_balance", 0.95), ("greet", 0.01))
     nlu.understands("savings please", ("inform", 0.9), entities=[{"entity": "account", "value": "savings"}])
     nlu.understands("1234", ("inform", 0.9), entities=[{"entity": "pin", "value": "1234"}])
@@ -179,7 +168,7 @@ def test_a_wrong_controlled_slot_is_an_exec_problem(run: Run) -> None:
 
 
 def test_a_turn_that_raises_fails_its_case_and_the_run_goes_on(run: Run) -> None:
-    class Crashing(Nlu):
+    class Crashing(ScriptedNlu):
         def parse(self, text: str) -> ParseResult:
             if text == "boom":
                 raise RuntimeError("the model file is corrupt")
