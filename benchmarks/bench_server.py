@@ -117,7 +117,12 @@ def server(
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
-async def load(url: str, concurrency: int, seconds: float, taiwa: bool, rss_pid: int) -> dict[str, Any]:
+async def load(
+    url: str, concurrency: int, seconds: float, taiwa: bool, rss_pid: int, rate: float | None = None
+) -> dict[str, Any]:
+    """Closed loop (each conversation sends its next message as soon as it has the reply), or,
+    with ``rate``, paced: the conversations together send ``rate`` messages per second, as users
+    who read and type would (a conversation never sends before it has its reply)."""
     latencies: list[float] = []
     errors = 0
     peak = 0.0
@@ -125,12 +130,19 @@ async def load(url: str, concurrency: int, seconds: float, taiwa: bool, rss_pid:
     connector = aiohttp.TCPConnector(limit=concurrency + 5)
     async with aiohttp.ClientSession(connector=connector) as session:
 
+        interval = concurrency / rate if rate else 0.0
+        begin = time.perf_counter()
+
         async def conversation(n: int) -> None:
             nonlocal errors
             round_ = 0
+            next_at = begin + interval * n / concurrency
             while time.perf_counter() < stop_at:
                 sender = f"load-{n}-{round_}"
                 for text in SCRIPT if taiwa else ["hi"] * len(SCRIPT):
+                    if interval:
+                        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+                        next_at += interval
                     if time.perf_counter() >= stop_at:
                         return
                     t0 = time.perf_counter()
@@ -173,6 +185,13 @@ def main() -> int:
     parser.add_argument("--report", type=Path)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 100])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--rate",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also measure taiwa paced at these total messages/s (at the highest concurrency)",
+    )
     args = parser.parse_args()
 
     results: dict[str, Any] = {
@@ -213,6 +232,14 @@ def main() -> int:
                         {"server": "taiwa", "workers": workers, "concurrency": c, "cold_start_s": cold, **r}
                     )
                     print(f"taiwa REST  workers={workers} conc={c:3d}: {r} (cold start {cold} s)", flush=True)
+                c = max(args.concurrency)
+                for rate in args.rate:
+                    url = f"http://127.0.0.1:{port}/webhooks/rest/webhook"
+                    r = asyncio.run(load(url, c, args.seconds, True, proc.pid, rate))
+                    results["runs"].append(
+                        {"server": f"taiwa @{rate:g}/s", "workers": workers, "concurrency": c, "rate": rate, **r}
+                    )
+                    print(f"taiwa paced workers={workers} conc={c:3d} rate={rate:g}/s: {r}", flush=True)
     _table(results["runs"])
     if args.report:
         args.report.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -248,7 +275,7 @@ def _table(runs: list[dict[str, Any]]) -> None:
             r["server"], str(r["workers"]), str(r["concurrency"]), f"{r['rps']:,}", str(r["p50_ms"]),
             str(r["p95_ms"]), str(r["p99_ms"]), str(r["errors"]), str(r["peak_rss_mb"]), f"{ratio:.0%}",
         )  # fmt: skip
-    Console().print(table)
+    Console(width=150).print(table)
 
 
 if __name__ == "__main__":
