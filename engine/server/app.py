@@ -17,7 +17,7 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
@@ -38,6 +38,7 @@ from engine.stores.base import ConcurrentWriteError, LockTimeoutError, StoreUnav
 
 if TYPE_CHECKING:
     from engine.dialogue.assistant import Assistant
+    from engine.llm.chain import ChainLink
     from engine.dialogue.processor import TurnResult
 
 log = logging.getLogger("taiwa.server")
@@ -271,12 +272,20 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
             checks["tracker_store"] = {"status": "up", "latency_ms": _ms(t0), "required": True}
         except Exception as exc:  # noqa: BLE001 - any failure means "down", reported
             checks["tracker_store"] = {"status": "down", "error": type(exc).__name__, "required": True}
+        t0 = time.perf_counter()
+        try:
+            async with asyncio.timeout(2.0), a.store.lock("__health__"):
+                pass
+            checks["lock_store"] = {"status": "up", "latency_ms": _ms(t0), "required": True}
+        except Exception as exc:  # noqa: BLE001 - any failure means "down", reported
+            checks["lock_store"] = {"status": "down", "error": type(exc).__name__, "required": True}
         remote = getattr(a.processor.runner, "remote", None)
         if remote is not None:
             up, ms = await remote.health()
             checks["action_server"] = {"status": "up" if up else "down", "latency_ms": round(ms, 3), "required": False}
         if a.processor.llm is not None:
-            checks["llm_fallback"] = {"status": "configured", "required": False}
+            for link in a.processor.llm.chain.links:
+                checks[f"llm:{link.provider.name}"] = await _provider_check(link, settings.env)
         ok = all(c["status"] != "down" for c in checks.values() if c.get("required"))
         degraded = any(c["status"] == "down" for c in checks.values())
         status = "ok" if ok and not degraded else ("degraded" if ok else "down")
@@ -412,6 +421,23 @@ def rate_limit_from_env(env: Mapping[str, str], capacity: float, per_second: flo
     except ValueError:
         raise ValueError(f"{RATE_LIMIT_ENV}={raw!r}: expected BURST,PER_SECOND (e.g. 20,5) or off") from None
     return burst, rate
+
+
+async def _provider_check(link: ChainLink, env: Mapping[str, str]) -> dict[str, Any]:
+    """An LLM provider: its key is set and its host answers a TCP connection (no tokens spent)."""
+    out: dict[str, Any] = {"model": link.provider.model, "required": False}
+    if link.api_key_env is not None and not env.get(link.api_key_env):
+        return {**out, "status": "down", "error": f"{link.api_key_env} is not set"}
+    url = urlsplit(link.provider.base_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    t0 = time.perf_counter()
+    try:
+        async with asyncio.timeout(min(link.timeout, 1.0)):
+            _, writer = await asyncio.open_connection(url.hostname, port)
+        writer.close()
+        return {**out, "status": "up", "latency_ms": _ms(t0)}
+    except (OSError, TimeoutError) as exc:
+        return {**out, "status": "down", "error": type(exc).__name__}
 
 
 def _turn_json(result: TurnResult) -> dict[str, Any]:

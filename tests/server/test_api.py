@@ -152,6 +152,7 @@ async def test_health_and_version_are_public(server: LiveServer) -> None:
     status, health, _ = await call(server, "GET", "/health")
     assert status == 200 and health["status"] == "ok"
     assert health["checks"]["tracker_store"]["status"] == "up"
+    assert health["checks"]["lock_store"]["status"] == "up" and health["checks"]["lock_store"]["required"]
     status, version, _ = await call(server, "GET", "/version")
     assert status == 200 and version["model_id"].startswith("nlu-")
     assert set(version["revisions"]) >= {"domain", "flows", "policies", "nlu_data", "actions", "config"}
@@ -322,3 +323,33 @@ async def test_conversation_ids_in_paths_are_percent_decoded(server: LiveServer)
     await rest(server, "web:42/a b", "hi")
     _, tracker, _ = await call(server, "GET", "/conversations/web%3A42%2Fa%20b/tracker", headers=bearer(TOKEN))
     assert tracker["conversation_id"] == "web:42/a b" and tracker["events"]
+
+
+async def test_health_reports_each_llm_provider(reference_models: Path, tmp_path: Path) -> None:
+    """The fallback chain's providers: up when the key is set and the host answers, else down
+    with the reason; they are not required, so the server is 'degraded', still 200."""
+    import shutil
+    import socket
+
+    from server.live import REPO
+
+    project = tmp_path / "project"
+    for folder in ("domain", "flows", "policies", "nlu_data", "actions"):
+        shutil.copytree(REPO / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    policies = project / "policies" / "policies.yml"
+    text = policies.read_text(encoding="utf-8")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        text = text.replace("enabled: false", "enabled: true", 1).replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+        policies.write_text(text, encoding="utf-8")
+        env = {"TAIWA_WEBCHAT": "0", "OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": ""}
+        with live_server(reference_models, tmp_path, env, project=project) as s:
+            status, health, _ = await call(s, "GET", "/health")
+    assert status == 200 and health["status"] == "degraded"
+    local, anthropic = health["checks"]["llm:local_openai"], health["checks"]["llm:anthropic"]
+    assert local["status"] == "up" and local["latency_ms"] >= 0 and local["model"] == "gpt-4o-mini"
+    assert anthropic == {"model": anthropic["model"], "required": False, "status": "down",
+                         "error": "ANTHROPIC_API_KEY is not set"}  # fmt: skip
+    assert "sk-test" not in json.dumps(health)
