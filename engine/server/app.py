@@ -38,8 +38,8 @@ from engine.stores.base import ConcurrentWriteError, LockTimeoutError, StoreUnav
 
 if TYPE_CHECKING:
     from engine.dialogue.assistant import Assistant
-    from engine.llm.chain import ChainLink
     from engine.dialogue.processor import TurnResult
+    from engine.llm.chain import ChainLink
 
 log = logging.getLogger("taiwa.server")
 
@@ -89,6 +89,12 @@ class Metrics:
         self.handoffs = Counter("taiwa_handoffs_total", "Handoffs", ["reason"], registry=self.registry)
         self.rate_limited = Counter(
             "taiwa_rate_limited_total", "Requests refused by the rate limit", registry=self.registry
+        )
+        self.channel_failures = Counter(
+            "taiwa_channel_failures_total",
+            "Messages a channel accepted and then could not serve (stage: process or reply)",
+            ["channel", "stage"],
+            registry=self.registry,
         )
         self.rate_limit_store_errors = Counter(
             "taiwa_rate_limit_store_errors_total",
@@ -213,7 +219,14 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
         result = await run_turn(msg.sender_id, msg.text, msg.channel, msg.message_id, msg.metadata)
         return [] if result.duplicate else list(result.messages)
 
-    ctx = ChannelContext(process=process, process_new=process_new, http=http, spawn=spawn, env=settings.env)
+    ctx = ChannelContext(
+        process=process,
+        process_new=process_new,
+        http=http,
+        spawn=spawn,
+        env=settings.env,
+        failed=lambda channel, stage: metrics.channel_failures.labels(channel, stage).inc(),
+    )
     channels = mount_channels(app, ctx, settings.env)
     app.ctx.channel_names = [c.name for c in channels]
 

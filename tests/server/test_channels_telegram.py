@@ -7,12 +7,15 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fakes.platforms import (
+    API_TOKEN,
     TELEGRAM_SECRET,
     TELEGRAM_TOKEN,
     Answer,
@@ -200,6 +203,25 @@ def test_a_failed_send_message_is_retried(server: LiveServer, platform: FakePlat
     post(server, text_update(chat, "/greet"))
     sent_to(platform, chat)
     assert [c.status for c in all_to(platform, chat)] == [500, 200]
+
+
+def test_a_reply_the_platform_refuses_is_counted_for_operators(server: LiveServer, platform: FakePlatforms) -> None:
+    def failures() -> float:
+        request = urllib.request.Request(server.url + "/metrics", headers={"Authorization": f"Bearer {API_TOKEN}"})
+        with urllib.request.urlopen(request, timeout=5) as r:
+            text = r.read().decode()
+        found = re.findall(r'^taiwa_channel_failures_total\{channel="telegram",stage="reply"\} (\S+)$', text, re.M)
+        return float(found[0]) if found else 0.0
+
+    before = failures()
+    chat = new_chat()
+    platform.fail(SEND, 400, times=1)  # a 4xx is not retried: the reply is lost, and counted
+    post(server, text_update(chat, "/greet"))
+    deadline = time.monotonic() + 10
+    while failures() == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert failures() == before + 1
+    assert [c.status for c in all_to(platform, chat)] == [400]
 
 
 def test_not_mounted_without_the_secret_token(reference_models: Path, tmp_path: Path) -> None:

@@ -62,6 +62,10 @@ class ChannelContext:
     spawn: Callable[[Coroutine[Any, Any, None]], None]
     """Run a coroutine in the background; shutdown waits for it."""
     env: Mapping[str, str]
+    failed: Callable[[str, str], None] = field(default=lambda channel, stage: None)
+    """Count a message the channel accepted (answered 200) and then could not serve:
+    ``failed(channel, "process")`` (the turn failed) or ``failed(channel, "reply")`` (the
+    platform API refused or never answered the reply). Logged by the channel as well."""
 
 
 class Channel(Protocol):

@@ -195,15 +195,18 @@ class LineChannel:
                 replies = await ctx.process_new(message.incoming)
             except ApiError as exc:
                 log.warning("LINE message not processed: %s", exc.message, extra={"session_id": sender})
+                ctx.failed("line", "process")
                 continue
             except Exception:  # a background task: log it, go on with the next events
                 log.exception("LINE message failed", extra={"session_id": sender})
+                ctx.failed("line", "process")
                 continue
             out = reply_messages(replies)
             if not out:
                 continue
             if message.reply_token is None:
                 log.warning("LINE event without a reply token: reply dropped", extra={"session_id": sender})
+                ctx.failed("line", "reply")
                 continue
             try:
                 await post_json(
@@ -214,6 +217,7 @@ class LineChannel:
                 )
             except OutboundError as exc:
                 log.warning("LINE reply failed: %s", exc, extra={"session_id": sender})
+                ctx.failed("line", "reply")
 
 
 def from_env(env: Mapping[str, str]) -> LineChannel | None:

@@ -87,6 +87,7 @@ class CallbackChannel:
                         await post_json(ctx.http(), self.url, bot_message_dict(m, msg.sender_id))
                     except OutboundError as exc:
                         log.warning("callback delivery failed: %s", exc, extra={"session_id": msg.sender_id})
+                        ctx.failed("callback", "reply")
                         return
 
             ctx.spawn(deliver())

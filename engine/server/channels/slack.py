@@ -265,9 +265,11 @@ class SlackChannel:
             replies = await ctx.process_new(message.incoming)
         except ApiError as exc:
             log.warning("Slack message not processed: %s", exc.message, extra={"session_id": sender})
+            ctx.failed("slack", "process")
             return
         except Exception:  # a background task: log it
             log.exception("Slack message failed", extra={"session_id": sender})
+            ctx.failed("slack", "process")
             return
         for reply in replies:
             body = message_body(reply, message.channel, message.thread_ts)
@@ -279,9 +281,11 @@ class SlackChannel:
                 )
             except OutboundError as exc:
                 log.warning("Slack reply failed: %s", exc, extra={"session_id": sender})
+                ctx.failed("slack", "reply")
                 return
             if isinstance(answer, dict) and answer.get("ok") is False:
                 log.warning("Slack refused the reply: %s", answer.get("error"), extra={"session_id": sender})
+                ctx.failed("slack", "reply")
                 return
 
 

@@ -374,9 +374,11 @@ class TeamsChannel:
             replies = await ctx.process_new(message.incoming)
         except ApiError as exc:
             log.warning("Teams message not processed: %s", exc.message, extra={"session_id": sender})
+            ctx.failed("teams", "process")
             return
         except Exception:  # a background task: log it
             log.exception("Teams message failed", extra={"session_id": sender})
+            ctx.failed("teams", "process")
             return
         await self._send(ctx, token, message.activity, replies, sender)
 
@@ -398,6 +400,7 @@ class TeamsChannel:
                         token.invalidate()  # revoked or expired early: one more try with a new token
                         continue
                     log.warning("Teams reply failed: %s", exc, extra={"session_id": sender})
+                    ctx.failed("teams", "reply")
                     return
 
 

@@ -222,9 +222,11 @@ class TelegramChannel:
             answer = await post_json(ctx.http(), self.method_url(method), body)
         except OutboundError as exc:
             log.warning("Telegram %s failed: %s", method, exc, extra={"session_id": sender})
+            ctx.failed("telegram", "reply")
             return False
         if isinstance(answer, dict) and answer.get("ok") is False:
             log.warning("Telegram refused %s: %s", method, answer.get("description"), extra={"session_id": sender})
+            ctx.failed("telegram", "reply")
             return False
         return True
 
@@ -238,9 +240,11 @@ class TelegramChannel:
             replies = await ctx.process_new(message.incoming)
         except ApiError as exc:
             log.warning("Telegram message not processed: %s", exc.message, extra={"session_id": sender})
+            ctx.failed("telegram", "process")
             return
         except Exception:  # a background task: log it
             log.exception("Telegram message failed", extra={"session_id": sender})
+            ctx.failed("telegram", "process")
             return
         for method, body in send_requests(replies, message.chat_id, self.keys):
             if not await self._call(ctx, method, body, sender):
