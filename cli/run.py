@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -96,7 +97,7 @@ def _serve(args: argparse.Namespace, env: dict[str, str]) -> int:
     from engine.server.app import ServerSettings, create_app
 
     try:
-        load_project_or_raise(args.project)
+        project = load_project_or_raise(args.project)
         resolve_model_dir(args.model or args.project / "models")
     except ProjectError as exc:
         sys.stderr.write(str(exc) + "\nFix: run `taiwa validate` and correct the errors it lists.\n")
@@ -106,6 +107,8 @@ def _serve(args: argparse.Namespace, env: dict[str, str]) -> int:
         return usage_error(text.split(" Fix: ")[0], text.split(" Fix: ", 1)[1] if " Fix: " in text else None)
 
     settings = ServerSettings(args.project.resolve(), args.model, args.store, env)
+    if args.workers == 1:  # served in this process: hand it the project loaded above
+        settings = dataclasses.replace(settings, loaded=project)
     loader = AppLoader(factory=partial(create_app, settings))
     try:
         # One worker: the server runs in this process (no second process importing and loading

@@ -66,15 +66,19 @@ async def open_assistant(
     store_url: str | None = None,
     env: Mapping[str, str] | None = None,
     action_config: Mapping[str, Any] | None = None,
+    project: Project | None = None,
 ) -> Assistant:
     """Load the project and its trained model, open the store and the action runners.
+
+    ``project``: the project already loaded from ``project_dir`` (saves loading it twice).
 
     Raises ProjectError (the project has errors), ModelNotFoundError (not trained yet) and
     StoreConfigError (a bad store URL), each with a fix in its message.
     """
     environ = env if env is not None else os.environ
     root = Path(project_dir)
-    project = load_project_or_raise(root)
+    if project is None:
+        project = load_project_or_raise(root)
     nlu = load_model(model if model is not None else root / "models")
     url = store_url or environ.get(STORE_ENV) or default_store_url(root)
     store = open_store(url)

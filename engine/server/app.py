@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from engine.dialogue.assistant import Assistant
     from engine.dialogue.processor import TurnResult
     from engine.llm.chain import ChainLink
+    from engine.loading.project import Project
 
 log = logging.getLogger("taiwa.server")
 
@@ -60,6 +61,8 @@ class ServerSettings:
     """Sustained messages per second per sender."""
     audit_log: Path | None = None
     """Where the audit log goes (default PROJECT/.taiwa/audit.jsonl)."""
+    loaded: Project | None = None
+    """``project`` already loaded in this process (one worker: it is not loaded twice)."""
 
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -236,7 +239,11 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
         from engine.dialogue.assistant import open_assistant
 
         app_.ctx.assistant = await open_assistant(
-            settings.project, model=settings.model, store_url=settings.store_url, env=settings.env
+            settings.project,
+            model=settings.model,
+            store_url=settings.store_url,
+            env=settings.env,
+            project=settings.loaded,
         )
         app_.ctx.started = time.time()
 
