@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from engine.events import Event, event_from_dict, event_to_dict
+from engine.events import Event, event_from_dict, event_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,12 +25,11 @@ def encode_events(events: Sequence[Event]) -> list[EncodedEvent]:
     """
     encoded = []
     for event in events:
-        data = event_to_dict(event)
         try:
-            text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            text = event_json(event)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"event {event!r} does not serialise to JSON: {exc}") from exc
-        encoded.append(EncodedEvent(type=str(data["event"]), data=text))
+        encoded.append(EncodedEvent(type=event.type, data=text))
     return encoded
 
 

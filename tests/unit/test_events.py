@@ -54,6 +54,13 @@ def test_event_round_trips_through_json(event: ev.Event) -> None:
     assert ev.event_from_dict(wire) == event
 
 
+@pytest.mark.parametrize("event", SAMPLES, ids=lambda e: e.type)
+def test_the_stores_json_is_the_json_of_event_to_dict(event: ev.Event) -> None:
+    expected = json.dumps(ev.event_to_dict(event), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    assert ev.event_json(event) == expected
+    assert ev.event_from_dict(json.loads(ev.event_json(event))) == event
+
+
 def test_events_are_immutable() -> None:
     with pytest.raises(FrozenInstanceError):
         ev.SlotSet("a", 1).value = 2  # type: ignore[misc]
