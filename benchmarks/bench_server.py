@@ -129,7 +129,6 @@ async def load(
     stop_at = time.perf_counter() + seconds
     connector = aiohttp.TCPConnector(limit=concurrency + 5)
     async with aiohttp.ClientSession(connector=connector) as session:
-
         interval = concurrency / rate if rate else 0.0
         begin = time.perf_counter()
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,17 +33,22 @@ from engine.evaluation.golden_report import (
     run_golden,
     write_report,
 )
+from engine.evaluation.parallel import MIN_CASES, MIN_CASES_ENV, RayExecutor, RayRunError, min_cases_from_env
 from engine.nlu.artifact import ModelNotFoundError
 
 EXAMPLES = """examples:
   taiwa eval                                   run tests/golden/ of the current project
   taiwa eval --project my-bot --report golden.json
   taiwa eval --filter P0 --filter 'faq-*'      only the P0 cases and the cases whose id starts with faq-
+  taiwa eval --golden /tmp/golden --workers 2  a large (generated) set on two Ray workers
   taiwa eval nlu --project my-bot --folds 5    score the NLU alone (see `taiwa eval nlu --help`)
 
 exit codes: 0 the golden set ran (and passed its gates with --gate), 1 the project or the golden set
 has errors, or a gate failed, 2 usage error
 """
+
+RAY_ADDRESS_ENV = "RAY_ADDRESS"
+"""Ray's own variable for the cluster to use (``--address`` wins)."""
 
 NLU_MODULE = "cli.eval_nlu"
 """The ``taiwa eval nlu`` sub-command (``add_parser(sub)`` / ``run(args)``)."""
@@ -64,7 +71,19 @@ def add_parser(sub: Any) -> None:
     )
     parser.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report (the baseline format)")
     parser.add_argument(
-        "--workers", type=int, default=1, metavar="N", help="processes running cases (default 1: serially, here)"
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes running cases (default 1: serially, here); N > 1: N Ray workers, on a local cluster "
+        f"started for the run unless --address is given (there, sets under {MIN_CASES:,} cases run serially: "
+        f"{MIN_CASES_ENV} changes that)",
+    )
+    parser.add_argument(
+        "--address",
+        metavar="ADDRESS",
+        help="run the workers on an existing Ray cluster: ray://HOST:PORT (Ray Client) or HOST:PORT "
+        "(default: $RAY_ADDRESS when set, else a local cluster)",
     )
     parser.add_argument(
         "--filter",
@@ -136,26 +155,53 @@ def run(args: argparse.Namespace) -> int:
     except NoCasesSelectedError as exc:
         message, _, fix = str(exc).partition(" Fix: ")
         return usage_error(message, fix or None)
+    except RayRunError as exc:
+        message, _, fix = str(exc).partition(" Fix: ")
+        sys.stderr.write(f"taiwa: error: {message}\n" + (f"  Fix: {fix}\n" if fix else ""))
+        return 1
     if args.report is not None:
         write_report(report, args.report)
     print_summary(console, report, args.report)
     return apply_outputs(args, report, console, args.project)
 
 
-def executor_for(args: argparse.Namespace) -> CaseExecutor | int:
-    """Where the cases run, from ``--workers``; an exit code for a usage error.
+def executor_for(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> CaseExecutor | int:
+    """Where the cases run, from ``--workers`` and ``--address`` / ``RAY_ADDRESS``; an exit code
+    for a usage error.
 
-    The extension point for parallel runs: ``--workers N`` > 1 gets an executor that
-    returns the same per-case results (see :class:`engine.evaluation.golden_report.CaseExecutor`).
+    ``--workers 1`` runs serially in this process; ``--workers N`` > 1 on N Ray workers
+    (:class:`engine.evaluation.parallel.RayExecutor`), which return the same results.
     """
+    environ = env if env is not None else os.environ
     if args.workers < 1:
-        return usage_error(f"--workers must be 1 or more, got {args.workers}")
-    if args.workers > 1:
+        return usage_error(f"--workers must be 1 or more, got {args.workers}", "run serially with --workers 1")
+    address = args.address if args.address is not None else (environ.get(RAY_ADDRESS_ENV) or None)
+    if address is not None and not is_ray_address(address):
+        where = "--address" if args.address is not None else RAY_ADDRESS_ENV
         return usage_error(
-            f"--workers {args.workers}: parallel golden runs are not available in this version",
-            "run serially with --workers 1",
+            f"{where} {address!r} is not a Ray cluster address",
+            "give ray://HOST:PORT (Ray Client) or HOST:PORT of the cluster's head node, or leave it out for a local cluster",
         )
-    return SerialExecutor()
+    if args.workers == 1:
+        if args.address is not None:
+            return usage_error(
+                "--address runs the cases on a Ray cluster, but --workers is 1 (serially, here)",
+                "give --workers N (2 or more workers on the cluster), or leave out --address",
+            )
+        return SerialExecutor()
+    try:
+        min_cases = min_cases_from_env(environ)
+    except ValueError as exc:
+        return usage_error(str(exc), f"set {MIN_CASES_ENV} to a whole number, or unset it")
+    return RayExecutor(args.workers, address=address, min_cases=min_cases)
+
+
+def is_ray_address(address: str) -> bool:
+    """``ray://HOST:PORT``, ``HOST:PORT`` or ``auto`` (a Ray node on this machine)."""
+    return address == "auto" or _RAY_ADDRESS.fullmatch(address) is not None
+
+
+_RAY_ADDRESS = re.compile(r"(ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.\-]*):(\d{1,5})")
 
 
 @contextmanager
@@ -235,11 +281,16 @@ def metrics_table(report: dict[str, Any]) -> Table:
         ("fallback rate (turns)", _pct(report["fallback_rate"])),
         ("handoff rate (cases)", _pct(report["handoff_rate"])),
         ("turn latency p50 / p95", f"{_ms(lat['p50'])} / {_ms(lat['p95'])}"),
-        ("run", f"{run['seconds']:.2f} s, {run['cases_per_second'] or 0:.0f} cases/s, {run['workers']} worker(s)"),
+        ("run", _run_line(run)),
     )
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _run_line(run: dict[str, Any]) -> str:
+    where = f"{run['workers']} Ray worker(s)" if run.get("ray") else f"{run['workers']} worker(s)"
+    return f"{run['seconds']:.2f} s, {run['cases_per_second'] or 0:.0f} cases/s, {where}"
 
 
 def failures_table(report: dict[str, Any]) -> Table:
@@ -268,6 +319,9 @@ def _short(value: object, limit: int = 80) -> str:
 
 def print_summary(console: Console, report: dict[str, Any], written: Path | None) -> None:
     console.print(metrics_table(report))
+    note = report["run"].get("note")
+    if note:
+        console.print(f"note: {escape(note)}")
     causes = ", ".join(f"{k} {v}" for k, v in report["cause_counts"].items() if v)
     if report["failed_cases"]:
         console.print(failures_table(report))

@@ -8,10 +8,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import errors_cmd, eval, init, run, schema, shell, train, validate, visualize
+from cli import errors_cmd, eval, golden, init, run, schema, shell, train, validate, visualize
 from engine import __version__
 
-COMMANDS = (validate, train, shell, run, init, visualize, schema, errors_cmd, eval)
+COMMANDS = (validate, train, shell, run, init, visualize, schema, errors_cmd, eval, golden)
 
 EPILOG = """examples:
   taiwa init my-bot                 scaffold a new assistant

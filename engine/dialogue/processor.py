@@ -113,8 +113,13 @@ class MessageProcessor:
         channel: str | None = None,
         message_id: str | None = None,
         metadata: Mapping[str, JsonValue] | None = None,
+        parsed: ParseResult | None = None,
     ) -> TurnResult:
-        """Process one user message and return the bot's replies."""
+        """Process one user message and return the bot's replies.
+
+        ``parsed`` is the NLU's reading of ``text`` when the caller already has it (the
+        golden runner parses many messages in one batch); the NLU is then not called.
+        """
         started = time.perf_counter()
         async with self.store.lock(conversation_id, timeout=self.lock_timeout):
             cached = await self._load(conversation_id)
@@ -122,7 +127,9 @@ class MessageProcessor:
                 # A retry of a message already processed: answer what was answered then.
                 said = await self._replies_to(conversation_id, message_id)
                 return TurnResult(conversation_id, "", said, (), cached.state, duplicate=True)
-            result, new_events = await self._turn(conversation_id, cached, text, channel, message_id, metadata, started)
+            result, new_events = await self._turn(
+                conversation_id, cached, text, channel, message_id, metadata, started, parsed
+            )
             try:
                 length = await self.store.append(conversation_id, new_events, expected_length=cached.length)
             except ConcurrentWriteError:
@@ -173,6 +180,7 @@ class MessageProcessor:
         message_id: str | None,
         metadata: Mapping[str, JsonValue] | None,
         started: float,
+        parsed: ParseResult | None = None,
     ) -> tuple[TurnResult, list[Event]]:
         project = self.project
         domain = project.domain
@@ -223,7 +231,7 @@ class MessageProcessor:
                 source="shortcut", channel=channel, message_id=message_id, turn_id=turn_id, timestamp=now,
             )  # fmt: skip
         else:
-            result, used_llm = await self._llm(self.nlu.parse(text), cid, turn)
+            result, used_llm = await self._llm(parsed if parsed is not None else self.nlu.parse(text), cid, turn)
             parse = result.to_dict()
             message = ev.UserUttered(
                 text,

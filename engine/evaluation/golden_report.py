@@ -8,11 +8,12 @@ and what the JUnit / HTML writers and the quality gates read. Its top-level keys
     fallback_rate, handoff_rate, latency_ms {p50, p95, mean}, n_cases, n_turns, n_passed,
     failed_cases [...], cause_counts {IR, mode, slot, exec, policy, NLG}, cases [...],
     confusion {labels, matrix}, versions {engine_version, model_id, revisions, git_sha},
-    run {workers, ray, seconds, cases_per_second}
+    run {workers, ray, seconds, cases_per_second, [startup_seconds], [note]}
 
 (metric definitions: :mod:`engine.evaluation.golden_metrics`). Where the cases run is a
-:class:`CaseExecutor`: :class:`SerialExecutor` in this process by default; a parallel one
-only has to return the same per-case results in the same order.
+:class:`CaseExecutor`: :class:`SerialExecutor` in this process by default,
+:class:`~engine.evaluation.parallel.RayExecutor` on Ray; a parallel one only has to return
+the same per-case results in the same order.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from engine.diagnostics import EngineError
 from engine.evaluation.golden import case_from_dict
 from engine.evaluation.golden_load import GoldenSet, load_golden_or_raise
 from engine.evaluation.golden_metrics import compute_metrics
-from engine.evaluation.golden_run import GoldenContext, evaluate_cases, golden_context
+from engine.evaluation.golden_run import CHUNK_SIZE, GoldenContext, evaluate_in_chunks, golden_context
 
 SCHEMA_VERSION = 1
 
@@ -43,10 +44,18 @@ class NoCasesSelectedError(EngineError, ValueError):
 
 
 class CaseExecutor(Protocol):
-    """Runs golden cases somewhere and returns their results in the cases' order."""
+    """Runs golden cases somewhere and returns their results in the cases' order.
+
+    After :meth:`run`, the attributes say how the cases ran (the report's ``run``).
+    """
 
     workers: int
+    """Processes that ran cases."""
     uses_ray: bool
+    startup_seconds: float | None
+    """Time spent starting workers (included in the run's seconds), None when none were started."""
+    note: str | None
+    """A line for the user about how the cases ran (e.g. why a small set ran serially)."""
 
     def run(
         self, context: GoldenContext, cases: Sequence[dict[str, Any]], on_result: OnResult | None
@@ -54,15 +63,20 @@ class CaseExecutor(Protocol):
 
 
 class SerialExecutor:
-    """Every case in this process, one after the other (``--workers 1``)."""
+    """Every case in this process (``--workers 1``), in lockstep chunks of ``chunk_size``."""
 
     workers = 1
     uses_ray = False
+    startup_seconds: float | None = None
+    note: str | None = None
+
+    def __init__(self, chunk_size: int = CHUNK_SIZE) -> None:
+        self.chunk_size = chunk_size
 
     def run(
         self, context: GoldenContext, cases: Sequence[dict[str, Any]], on_result: OnResult | None
     ) -> list[dict[str, Any]]:
-        return asyncio.run(evaluate_cases(context, cases, on_result))
+        return asyncio.run(evaluate_in_chunks(context, cases, on_result, chunk_size=self.chunk_size))
 
 
 def select_cases(cases: Sequence[dict[str, Any]], filters: Sequence[str]) -> list[dict[str, Any]]:
@@ -109,6 +123,8 @@ def build_report(
     seconds: float,
     workers: int = 1,
     ray: bool = False,
+    startup_seconds: float | None = None,
+    note: str | None = None,
 ) -> dict[str, Any]:
     """The JSON report of a run, from its case results."""
     metrics = compute_metrics(results)
@@ -137,6 +153,8 @@ def build_report(
             "ray": ray,
             "seconds": round(seconds, 3),
             "cases_per_second": round(len(results) / seconds, 1) if seconds > 0 else None,
+            **({"startup_seconds": round(startup_seconds, 3)} if startup_seconds is not None else {}),
+            **({"note": note} if note else {}),
         },
     }
 
@@ -167,7 +185,13 @@ def run_golden(
     results = chosen.run(context, cases, on_result)
     seconds = time.perf_counter() - started
     return build_report(
-        results, versions=versions(context, golden_set), seconds=seconds, workers=chosen.workers, ray=chosen.uses_ray
+        results,
+        versions=versions(context, golden_set),
+        seconds=seconds,
+        workers=chosen.workers,
+        ray=chosen.uses_ray,
+        startup_seconds=chosen.startup_seconds,
+        note=chosen.note,
     )
 
 
