@@ -161,3 +161,33 @@ cases:
         "crm_lookup": ["timeout"],
     }
     assert case.turns[0].message == '/inform{"priority": "high"}'
+
+
+def test_the_fast_reader_gives_the_round_trip_readers_data_and_positions() -> None:
+    """Golden files are read with the C parser (generated sets are large); its values and every
+    position an error could point at must be those of the reader the project files use."""
+    from engine.loading.yaml_reader import parse_text
+
+    def paths(value: object, path: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+        yield path
+        if isinstance(value, dict):
+            for k, v in value.items():
+                yield from paths(v, (*path, k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                yield from paths(v, (*path, i))
+
+    checked = 0
+    for file in sorted((REPO / "tests" / "golden").glob("*.yml")):
+        text = file.read_text(encoding="utf-8")
+        text += "\nquoted: {a: \"x\", b: 'y', c: plain}\n"
+        fast, _ = parse_text(text, file.name, "golden", fast=True)
+        slow, _ = parse_text(text, file.name, "golden")
+        assert fast is not None and slow is not None
+        assert fast.data == slow.data
+        for path in paths(slow.data):
+            for key in (False, True):
+                assert fast.loc(path, key=key) == slow.loc(path, key=key), (file.name, path, key)
+            assert fast.value_column_offset(path) == slow.value_column_offset(path), (file.name, path)
+            checked += 1
+    assert checked > 1000
