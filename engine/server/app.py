@@ -8,9 +8,11 @@ closes it after the last in-flight turn has finished.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json as jsonlib
 import logging
 import os
+import signal
 import time
 import uuid
 from collections.abc import Coroutine, Mapping
@@ -248,6 +250,26 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
         app_.ctx.started = time.time()
 
     stopping: list[bool] = []
+
+    @app.after_server_start
+    async def stop_on_signal(app_: Sanic[Any, Any]) -> None:
+        # Sanic's own SIGTERM handler stops the event loop at once; a signal that arrives while
+        # the server is still finishing its start-up (it may already answer requests then) is
+        # swallowed and the server runs on. Here a signal is remembered and acted on once the
+        # server is running.
+        loop = asyncio.get_running_loop()
+        asked = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, asked.set)
+
+        async def stop_when_asked() -> None:
+            await asked.wait()
+            while not app_.state.is_running:
+                await asyncio.sleep(0.01)
+            app_.stop(terminate=False)
+
+        app_.add_task(stop_when_asked(), name="taiwa-stop-on-signal")
 
     async def close_when_stopping(request: Request, response: Any) -> None:
         # Sanic closes idle keep-alive connections once, when it stops; a turn still in flight
