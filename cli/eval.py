@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli._common import add_project_option, check_project_dir, usage_error
-from cli.eval_outputs import OUTPUTS_EPILOG, add_output_arguments, apply_outputs, check_output_arguments
+from cli.eval_outputs import OUTPUTS_EPILOG, add_output_arguments, apply_outputs, load_baseline
 from engine.diagnostics import Diagnostic, ProjectError
 from engine.evaluation.golden_load import GoldenSetError
 from engine.evaluation.golden_report import (
@@ -33,6 +33,7 @@ from engine.evaluation.golden_report import (
     run_golden,
     write_report,
 )
+from engine.evaluation.golden_run import golden_context
 from engine.evaluation.parallel import MIN_CASES, MIN_CASES_ENV, RayExecutor, RayRunError, min_cases_from_env
 from engine.nlu.artifact import ModelNotFoundError
 
@@ -128,9 +129,9 @@ def run(args: argparse.Namespace) -> int:
     bad = check_project_dir(args.project)
     if bad is not None:
         return bad
-    unusable = check_output_arguments(args)  # a mistyped --baseline fails now, not after the run
-    if unusable is not None:
-        return unusable
+    baseline = load_baseline(args)  # a mistyped --baseline fails now, not after the run
+    if isinstance(baseline, int):
+        return baseline
     executor = executor_for(args)
     if isinstance(executor, int):
         return executor
@@ -162,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
     if args.report is not None:
         write_report(report, args.report)
     print_summary(console, report, args.report)
-    return apply_outputs(args, report, console, args.project)
+    # The run loaded the project once; golden_context hands back that same one (for its gates).
+    project = golden_context(args.project, args.model).project
+    return apply_outputs(args, report, console, project, loaded_baseline=baseline)
 
 
 def executor_for(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> CaseExecutor | int:

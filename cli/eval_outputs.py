@@ -54,22 +54,41 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_output_arguments(args: argparse.Namespace) -> int | None:
-    """Exit code 2 (with the message printed) when ``--baseline`` is unusable, else None.
-
-    Optional: call it before running the golden set so a typo in the path fails at once;
-    :func:`apply_outputs` checks the same again.
-    """
-    baseline = _baseline_of(args)
+    """Exit code 2 (with the message printed) when ``--baseline`` is unusable, else None."""
+    baseline = load_baseline(args)
     return baseline if isinstance(baseline, int) else None
 
 
-def apply_outputs(args: argparse.Namespace, report: Report, console: Console, project: Project | Path) -> int:
+def load_baseline(args: argparse.Namespace) -> Report | int | None:
+    """The ``--baseline`` report, None without the option, or exit code 2 (message printed).
+
+    Call it before running the golden set, so a typo in the path fails at once, and hand the
+    report to :func:`apply_outputs` (``loaded_baseline``) so it is not read twice.
+    """
+    path: Path | None = getattr(args, "baseline", None)
+    if path is None:
+        return None
+    try:
+        return load_report(path)
+    except ReportError as exc:
+        return usage_error(f"--baseline {exc.path}: {exc.problem}", exc.fix)
+
+
+def apply_outputs(
+    args: argparse.Namespace,
+    report: Report,
+    console: Console,
+    project: Project | Path,
+    *,
+    loaded_baseline: Report | None = None,
+) -> int:
     """Compare with ``--baseline``, write ``--junit``/``--html``, check gates (``--gate``); the exit code.
 
-    ``project`` is the loaded project, or its folder (then loaded here, for its gates).
+    ``project`` is the loaded project, or its folder (then loaded here, for its gates);
+    ``loaded_baseline``: the ``--baseline`` report when :func:`load_baseline` already read it.
     """
     gate: bool = bool(getattr(args, "gate", False))
-    baseline = _baseline_of(args)
+    baseline = loaded_baseline if loaded_baseline is not None else load_baseline(args)
     if isinstance(baseline, int):
         return baseline
     gates = _gates_of(project) if gate else ()
@@ -103,17 +122,6 @@ def apply_outputs(args: argparse.Namespace, report: Report, console: Console, pr
     if results is None:
         return 0
     return render_gate_results(console, results)
-
-
-def _baseline_of(args: argparse.Namespace) -> Report | int | None:
-    """The ``--baseline`` report, None without the option, or exit code 2 (message printed)."""
-    path: Path | None = getattr(args, "baseline", None)
-    if path is None:
-        return None
-    try:
-        return load_report(path)
-    except ReportError as exc:
-        return usage_error(f"--baseline {exc.path}: {exc.problem}", exc.fix)
 
 
 def _gates_of(project: Project | Path) -> tuple[Gate, ...] | int:
