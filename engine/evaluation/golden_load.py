@@ -20,7 +20,7 @@ from engine.actions.registry import ActionSpec, discover_actions
 from engine.diagnostics import Diagnostic, Location, ProjectError, sort_key
 from engine.errors import Errors
 from engine.evaluation.golden_crosscheck import GoldenChecker
-from engine.loading.project import Project
+from engine.loading.project import Project, yaml_files
 from engine.loading.schema_check import check_source
 from engine.loading.yaml_reader import SourceFile, parse_text
 
@@ -29,8 +29,6 @@ GOLDEN_DIR = Path("tests") / "golden"
 
 KIND = "golden"
 """The schema kind (``engine/schemas/golden.schema.json``)."""
-
-YAML_SUFFIXES = (".yml", ".yaml")
 
 
 class GoldenSetError(ProjectError):
@@ -59,11 +57,7 @@ class GoldenSet:
 
 def golden_files(path: Path) -> list[Path]:
     """The YAML files of a golden set folder (subfolders included), or the one file given."""
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        return []
-    return sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
+    return [path] if path.is_file() else yaml_files(path)
 
 
 def project_actions(root: Path) -> Mapping[str, ActionSpec]:

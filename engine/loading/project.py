@@ -61,12 +61,16 @@ class LoadResult:
         return [d for d in self.diagnostics if d.severity == "warning"]
 
 
-def project_files(root: Path, kind: str) -> list[Path]:
-    """The YAML files of one folder, in a stable order (subfolders included)."""
-    folder = root / kind
+def yaml_files(folder: Path) -> list[Path]:
+    """The YAML files under ``folder``, in a stable order (subfolders included; none if absent)."""
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
+
+
+def project_files(root: Path, kind: str) -> list[Path]:
+    """The YAML files of one folder of the project."""
+    return yaml_files(root / kind)
 
 
 def load_project(root: Path | str, *, import_actions: bool = True) -> LoadResult:

@@ -54,17 +54,12 @@ class SourceFile:
     def value_column_offset(self, path: Sequence[PathPart]) -> int:
         """1 when the scalar at ``path`` was written quoted, so columns inside it shift."""
         if isinstance(self.tree, Node):
-            found = self.tree
+            found: Node = self.tree
             for part in path:
-                if isinstance(found, MappingNode):
-                    pair = next((kv for kv in found.value if kv[0].value == str(part)), None)
-                    if pair is None:
-                        return 0
-                    found = pair[1]
-                elif isinstance(found, SequenceNode) and isinstance(part, int) and 0 <= part < len(found.value):
-                    found = found.value[part]
-                else:
+                step = _node_step(found, part)
+                if step is None:
                     return 0
+                found = step[1]
             return 1 if isinstance(found, ScalarNode) and found.style in ("'", '"') else 0
         node = self.tree
         try:
@@ -84,25 +79,33 @@ def _lookup_key(mapping: dict[Any, Any], part: PathPart) -> Any:
     raise KeyError(part)
 
 
+def _node_step(node: Node, part: PathPart) -> tuple[Node | None, Node] | None:
+    """One step down a composed node tree: (the key's node, or None in a list; the child)."""
+    if isinstance(node, MappingNode):
+        return next(
+            ((k, v) for k, v in node.value if isinstance(k, ScalarNode) and k.value == str(part)),
+            None,
+        )
+    if isinstance(node, SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+        return None, node.value[part]
+    return None
+
+
 def _node_position(tree: Node, path: Sequence[PathPart], *, key: bool) -> tuple[int, int]:
     """:func:`position` in a composed node tree (the fast reader's)."""
     line, col = 0, 0  # the file's start, as in the round-trip tree, until a node is found
     node: Node = tree
     for i, part in enumerate(path):
-        last = i == len(path) - 1
-        if isinstance(node, MappingNode):
-            pair = next((kv for kv in node.value if isinstance(kv[0], ScalarNode) and kv[0].value == str(part)), None)
-            if pair is None:
-                break
-            key_node, node = pair
+        step = _node_step(node, part)
+        if step is None:
+            break
+        key_node, node = step
+        mark = node.start_mark
+        if key_node is not None:
             # As ruamel's round-trip tree reports it: an empty `[]`/`{}` counts as a block.
             block = isinstance(node, MappingNode | SequenceNode) and (not node.flow_style or not node.value)
-            mark = key_node.start_mark if (key and last) or block else node.start_mark
-        elif isinstance(node, SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
-            node = node.value[part]
-            mark = node.start_mark
-        else:
-            break
+            if (key and i == len(path) - 1) or block:
+                mark = key_node.start_mark
         line, col = mark.line, mark.column
     return line + 1, col + 1
 
