@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +33,14 @@ class LiveServer:
 
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+def copy_reference_project(tmp_path: Path) -> Path:
+    """A copy of the reference assistant's files, for tests that change one of them."""
+    project = tmp_path / "project"
+    for folder in ("domain", "flows", "policies", "nlu_data", "actions"):
+        shutil.copytree(REPO / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return project
 
 
 @contextmanager
@@ -84,4 +93,4 @@ def live_server(
                 proc.wait(timeout=5)
 
 
-__all__ = ["LiveServer", "free_port", "live_server"]
+__all__ = ["LiveServer", "copy_reference_project", "free_port", "live_server"]

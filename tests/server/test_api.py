@@ -328,14 +328,11 @@ async def test_conversation_ids_in_paths_are_percent_decoded(server: LiveServer)
 async def test_health_reports_each_llm_provider(reference_models: Path, tmp_path: Path) -> None:
     """The fallback chain's providers: up when the key is set and the host answers, else down
     with the reason; they are not required, so the server is 'degraded', still 200."""
-    import shutil
     import socket
 
-    from server.live import REPO
+    from server.live import copy_reference_project
 
-    project = tmp_path / "project"
-    for folder in ("domain", "flows", "policies", "nlu_data", "actions"):
-        shutil.copytree(REPO / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    project = copy_reference_project(tmp_path)
     policies = project / "policies" / "policies.yml"
     text = policies.read_text(encoding="utf-8")
     with socket.socket() as listener:

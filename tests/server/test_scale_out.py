@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import signal
 import subprocess
 from collections import Counter
@@ -19,7 +18,7 @@ import aiohttp
 import pytest
 from store_backends import free_local_port, store_backend
 
-from server.live import REPO, LiveServer, live_server
+from server.live import REPO, LiveServer, copy_reference_project, live_server
 
 TOKEN = "scale-token-93d1"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -148,9 +147,7 @@ async def test_rate_limit_store_down_lets_requests_pass_and_counts_it(reference_
 
 def slow_project(tmp_path: Path, seconds: float) -> Path:
     """The reference assistant whose CRM lookup takes ``seconds`` (a slow downstream system)."""
-    project = tmp_path / "project"
-    for folder in ("domain", "flows", "policies", "nlu_data", "actions"):
-        shutil.copytree(REPO / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    project = copy_reference_project(tmp_path)
     crm = project / "actions" / "crm.py"
     source = crm.read_text(encoding="utf-8")
     marker = re.search(r'@action\("crm_lookup"[^\n]*\n(?:async )?def [^\n]*\n(?:    """[^\n]*"""\n)?', source)
