@@ -235,13 +235,31 @@ async def call_with_retries(
     Only :class:`AttemptFailedError` of a transient type is retried; anything else
     (including ``CancelledError``) propagates at once.
     """
+    try:
+        return await attempt()
+    except AttemptFailedError as exc:
+        if retries <= 0 or exc.error_type not in TRANSIENT:
+            raise
+        first_failure = exc
+    # The first attempt ran outside tenacity (most calls succeed, and its bookkeeping cost more
+    # than a fast tool); tenacity replays that failure as its own attempt 1, so the backoff
+    # and the stop count are exactly those of a loop that ran every attempt itself.
+    replayed = False
+
+    async def replay_then_attempt() -> T:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            raise first_failure
+        return await attempt()
+
     retrying = AsyncRetrying(
         stop=stop_after_attempt(1 + max(0, retries)),
         wait=wait_exponential(multiplier=backoff.initial, max=backoff.maximum),
         retry=retry_if_exception(lambda exc: isinstance(exc, AttemptFailedError) and exc.error_type in TRANSIENT),
         reraise=True,
     )
-    return await retrying(attempt)
+    return await retrying(replay_then_attempt)
 
 
 def failure_outcome(name: str, failure: AttemptFailedError, *, attempts: int, started: float) -> ActionOutcome:
