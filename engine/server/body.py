@@ -36,6 +36,18 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+_VALIDATORS: dict[int, tuple[Mapping[str, Any], Draft202012Validator]] = {}
+
+
+def _validator(schema: Mapping[str, Any]) -> Draft202012Validator:
+    """One validator per schema (the endpoints' schemas are module constants): building one
+    per request cost more than checking the body."""
+    cached = _VALIDATORS.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        cached = _VALIDATORS[id(schema)] = (schema, Draft202012Validator(schema))
+    return cached[1]
+
+
 def json_body(request: Request, schema: Mapping[str, Any]) -> dict[str, Any]:
     raw = request.body or b""
     if not raw.strip():
@@ -54,8 +66,11 @@ def json_body(request: Request, schema: Mapping[str, Any]) -> dict[str, Any]:
         raise ApiError(400, "invalid_json", f"The JSON nests deeper than {MAX_DEPTH} levels.") from None
     if _depth(data) > MAX_DEPTH:
         raise ApiError(400, "invalid_json", f"The JSON nests deeper than {MAX_DEPTH} levels.")
-    error = best_match(Draft202012Validator(schema).iter_errors(data))
-    if error is not None:
+    validator = _validator(schema)
+    if not validator.is_valid(data):
+        error = best_match(validator.iter_errors(data))
+        assert error is not None
+
         where = "/".join(str(p) for p in error.absolute_path) or "(the body)"
         raise ApiError(400, "invalid_request", f"{where}: {_short(error.message)}")
     if not isinstance(data, dict):
