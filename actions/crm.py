@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from contextlib import closing
 
 from engine.actions import ActionContext, action
 from engine.events import Event, JsonValue, SlotSet
 
-from .db import connect
+from .db import connection
 
 _MONTHS = (
     "january", "february", "march", "april", "may", "june",
@@ -89,11 +88,11 @@ def crm_lookup(ctx: ActionContext) -> list[Event]:
     birth_date = normalise_birth_date(ctx.slots.get("birth_date"))
     if customer_id is None or birth_date is None:
         return _not_found()
-    with closing(connect(ctx.config)) as conn:
-        row = conn.execute(
-            "SELECT birth_date, name, plan, status FROM customers WHERE customer_id = ?",
-            (customer_id,),
-        ).fetchone()
+    row = (
+        connection(ctx.config)
+        .execute("SELECT birth_date, name, plan, status FROM customers WHERE customer_id = ?", (customer_id,))
+        .fetchone()
+    )
     if row is None or row[0] != birth_date:
         return _not_found()
     _, name, plan, status = row

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,8 @@ def db_path(config: Mapping[str, Any] | None = None) -> Path:
 
 
 def connect(config: Mapping[str, Any] | None = None) -> sqlite3.Connection:
-    """Open the database, creating and seeding it first if its tables are missing."""
+    """Open the database, creating and seeding it first if its tables are missing (a new
+    connection, the caller closes it; tools use :func:`connection`)."""
     conn = sqlite3.connect(db_path(config), timeout=5.0)
     try:
         placeholders = ", ".join("?" for _ in _TABLES)
@@ -58,4 +60,20 @@ def connect(config: Mapping[str, Any] | None = None) -> sqlite3.Connection:
     except BaseException:
         conn.close()
         raise
+    return conn
+
+
+_local = threading.local()
+
+
+def connection(config: Mapping[str, Any] | None = None) -> sqlite3.Connection:
+    """This thread's open connection to the database (opened, and seeded if need be, on first
+    use): tools run on a small pool of threads, and opening the file and checking its tables
+    on every call cost more than the query. Use it as ``with connection(cfg) as conn:`` for a
+    transaction; do not close it."""
+    path = str(db_path(config))
+    opened: dict[str, sqlite3.Connection] = _local.__dict__.setdefault("connections", {})
+    conn = opened.get(path)
+    if conn is None:
+        conn = opened[path] = connect(config)
     return conn

@@ -143,9 +143,9 @@ def failing(fault: str) -> Any:
 SCENARIOS = {
     # tool: (what to patch, the messages that reach the tool, the declared failure response)
     "kb_search": ("actions.kb_search._index", ["how do I reset my password?"], "utter_kb_unavailable"),
-    "crm_lookup": ("actions.crm.connect", ["check my account", "C12345", "12/04/1990"], "utter_crm_unavailable"),
+    "crm_lookup": ("actions.crm.connection", ["check my account", "C12345", "12/04/1990"], "utter_crm_unavailable"),
     "create_ticket": (
-        "actions.tickets.connect",
+        "actions.tickets.connection",
         ["open a ticket", "the dashboard is slow", '/inform{"priority": "low"}', "/affirm"],
         "utter_ticket_failed",
     ),
