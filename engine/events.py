@@ -288,6 +288,8 @@ def event_to_dict(event: Event) -> dict[str, JsonValue]:
 
 
 _FIELD_NAMES = {name: tuple(f.name for f in fields(cls)) for name, cls in EVENT_TYPES.items()}
+_COMPACT = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+"""One encoder for every event (``json.dumps`` with options builds a new one per call)."""
 
 
 def event_json(event: Event) -> str:
@@ -299,7 +301,7 @@ def event_json(event: Event) -> str:
     view: dict[str, object] = {"event": event.type}
     for name in _FIELD_NAMES[event.type]:
         view[name] = getattr(event, name)
-    return json.dumps(view, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return _COMPACT.encode(view)
 
 
 def event_from_dict(data: dict[str, JsonValue]) -> Event:

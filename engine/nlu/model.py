@@ -83,7 +83,10 @@ class NluModel:
         if not texts:
             return []
         token_lists, proba = self._proba(texts)
-        return [self._result(t, toks, p) for t, toks, p in zip(texts, token_lists, proba, strict=True)]
+        tagged = self.tagger.extract_many(texts, token_lists) if self.tagger is not None else [None] * len(texts)
+        return [
+            self._result(t, toks, p, tags) for t, toks, p, tags in zip(texts, token_lists, proba, tagged, strict=True)
+        ]
 
     def predict_intents(self, texts: Sequence[str]) -> tuple[list[str], npt.NDArray[np.float64]]:
         """Top intent and its confidence for many texts (no entities, no ranking)."""
@@ -96,18 +99,27 @@ class NluModel:
         token_lists = [self.tokenizer(t) for t in texts]
         return token_lists, self.classifier.proba(self.featurizer.transform(token_lists, texts))
 
-    def _result(self, text: str, tokens: Sequence[str], proba: npt.NDArray[np.float64]) -> ParseResult:
+    def _result(
+        self,
+        text: str,
+        tokens: Sequence[str],
+        proba: npt.NDArray[np.float64],
+        tagged: list[ExtractedEntity] | None = None,
+    ) -> ParseResult:
         k = min(RANKING_SIZE, len(proba))
         top = np.argpartition(-proba, k - 1)[:k] if len(proba) > k else np.arange(len(proba))
         order = top[np.argsort(-proba[top])]
         classes = self.classifier.classes
         ranking = tuple(IntentScore(classes[i], float(proba[i])) for i in order)
-        return ParseResult(text, ranking[0], ranking, tuple(self.extract_entities(text, tokens)))
+        return ParseResult(text, ranking[0], ranking, tuple(self.extract_entities(text, tokens, tagged)))
 
-    def extract_entities(self, text: str, tokens: Sequence[str]) -> list[ExtractedEntity]:
+    def extract_entities(
+        self, text: str, tokens: Sequence[str], tagged: list[ExtractedEntity] | None = None
+    ) -> list[ExtractedEntity]:
+        """``tagged``: the tagger's entities of ``text`` when the caller has them (a batch)."""
         groups: list[list[ExtractedEntity]] = []
         if self.tagger is not None:
-            groups.append(self.tagger.extract(text, tokens))
+            groups.append(tagged if tagged is not None else self.tagger.extract(text, tokens))
         if self.regex is not None:
             groups.append(self.regex.extract(text))
         if self.lookup is not None:
