@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import gc
 import os
 import shutil
 import sys
 import tempfile
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -90,15 +89,14 @@ def run(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace, env: dict[str, str]) -> int:
 
     from sanic import Sanic
-    from sanic.worker.loader import AppLoader
 
     from engine.loading.project import load_project_or_raise
-    from engine.nlu.artifact import resolve_model_dir
+    from engine.nlu.artifact import load_model, resolve_model_dir
     from engine.server.app import ServerSettings, create_app
 
     try:
         project = load_project_or_raise(args.project)
-        resolve_model_dir(args.model or args.project / "models")
+        nlu = load_model(resolve_model_dir(args.model or args.project / "models"))
     except ProjectError as exc:
         sys.stderr.write(str(exc) + "\nFix: run `taiwa validate` and correct the errors it lists.\n")
         return 1
@@ -106,14 +104,14 @@ def _serve(args: argparse.Namespace, env: dict[str, str]) -> int:
         text = str(exc)
         return usage_error(text.split(" Fix: ")[0], text.split(" Fix: ", 1)[1] if " Fix: " in text else None)
 
-    settings = ServerSettings(args.project.resolve(), args.model, args.store, env)
-    if args.workers == 1:  # served in this process: hand it the project loaded above
-        settings = dataclasses.replace(settings, loaded=project)
-    loader = AppLoader(factory=partial(create_app, settings))
+    # The project and model loaded above serve every worker: one worker runs in this process;
+    # several are forked from it after the load, so they start at once and share the
+    # model's memory (copy-on-write) instead of each importing and loading everything again.
+    settings = ServerSettings(args.project.resolve(), args.model, args.store, env, loaded=project, nlu=nlu)
     try:
-        # One worker: the server runs in this process (no second process importing and loading
-        # everything again: half the memory, a faster start). Several: Sanic's worker manager.
-        app = create_app(settings) if args.workers == 1 else loader.load()
+        # Built here once: one worker serves in this process; several are forked from it and
+        # serve this same app (no worker imports or builds anything again).
+        app = create_app(settings)
     except ValueError as exc:  # a malformed setting in the environment (TAIWA_RATE_LIMIT, ...)
         return usage_error(str(exc), "correct the variable in the environment or the .env file")
     names = ", ".join(app.ctx.channel_names)
@@ -123,8 +121,13 @@ def _serve(args: argparse.Namespace, env: dict[str, str]) -> int:
         app.prepare(single_process=True, **options)
         Sanic.serve_single(primary=app)
     else:
+        Sanic.start_method = "fork"
         app.prepare(workers=args.workers, **options)
-        Sanic.serve(primary=app, app_loader=loader)
+        # Long-lived objects out of the collector's generations before the fork: a collection
+        # in a worker would otherwise touch, and so copy, every page they share.
+        gc.collect()
+        gc.freeze()
+        Sanic.serve(primary=app)
     return 0
 
 

@@ -67,10 +67,12 @@ async def open_assistant(
     env: Mapping[str, str] | None = None,
     action_config: Mapping[str, Any] | None = None,
     project: Project | None = None,
+    nlu: NluModel | None = None,
 ) -> Assistant:
     """Load the project and its trained model, open the store and the action runners.
 
-    ``project``: the project already loaded from ``project_dir`` (saves loading it twice).
+    ``project``: the project already loaded from ``project_dir`` (saves loading it twice);
+    ``nlu``: the model already loaded from ``model`` (forked server workers share it).
 
     Raises ProjectError (the project has errors), ModelNotFoundError (not trained yet) and
     StoreConfigError (a bad store URL), each with a fix in its message.
@@ -79,7 +81,8 @@ async def open_assistant(
     root = Path(project_dir)
     if project is None:
         project = load_project_or_raise(root)
-    nlu = load_model(model if model is not None else root / "models")
+    if nlu is None:
+        nlu = load_model(model if model is not None else root / "models")
     url = store_url or environ.get(STORE_ENV) or default_store_url(root)
     store = open_store(url)
     threads = int(environ.get(ACTION_THREADS_ENV, "") or DEFAULT_THREADS)
