@@ -65,6 +65,10 @@ format: install
 	$(BIN)/ruff check --fix engine cli actions tests benchmarks
 
 bench: install ## heavy benchmarks (kept out of CI)
+	@# bench_server.py drives the load with wrk (Debian's package); without it, its slower aiohttp client.
+	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q wrk >/dev/null; } || \
+		echo "wrk could not be installed: bench_server.py uses its aiohttp client"
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 	@if $(BIN)/python -c 'import sentence_transformers' 2>/dev/null; then \
 		echo "== benchmarks/bench_nlu.py with the embeddings extra"; \

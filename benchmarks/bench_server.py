@@ -1,8 +1,18 @@
 """Load on the real server: full REST turns of the reference assistant at 1, 10 and 100
 concurrent conversations, beside a bare Sanic JSON endpoint measured in the same run, for
-1 and 2 workers; throughput, p50/p95/p99 and the server's peak RSS (all its processes).
+1 and 2 workers; throughput, p50/p95/p99, the cold start and the server's peak memory (all
+its processes: the sum of their RSS, and of their PSS, which counts a page shared by
+forked workers once, as the kernel's memory accounting does).
 
-Usage: .venv/bin/python benchmarks/bench_server.py [--seconds 5] [--report FILE]
+The load comes from wrk (Debian's ``wrk``; ``make bench`` installs it) driven by
+benchmarks/wrk_turns.lua: a client in C costs the 2 CPUs here far less than a Python one, so
+the server, not the client, is measured. Closed loop: each connection sends its next message
+as soon as it has the answer. Paced (``--rate``): the 100 conversations together send R
+messages/s, each still waiting for its answer, as users who read and type do; a send that
+could not leave on time (the server is saturated) is counted as late. Without wrk the same
+load runs from an aiohttp client (``--client aiohttp``), which takes a good part of the CPU.
+
+Usage: .venv/bin/python benchmarks/bench_server.py [--seconds 5] [--rate 500 1500] [--report FILE]
 Everything runs on 127.0.0.1; each measurement is bounded by --seconds.
 """
 
@@ -13,11 +23,13 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 TAIWA = Path(sys.executable).parent / "taiwa"
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_turns.lua"
 
 SCRIPT = [
     "hi",
@@ -65,8 +78,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (from /proc)."""
+def tree_memory_mb(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) of a process and all its descendants, summed (from /proc). RSS counts a page
+    shared by several processes in each of them; PSS splits it between them."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -75,17 +89,79 @@ def tree_rss_mb(pid: int) -> float:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0, [pid]
+    rss = pss = 0
+    todo = [pid]
     while todo:
         p = todo.pop()
         todo.extend(children.get(p, []))
         try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+            rss += _kb(Path(f"/proc/{p}/status"), "VmRSS:")
+            pss += _kb(Path(f"/proc/{p}/smaps_rollup"), "Pss:")
         except OSError:
             pass
-    return total / 1024
+    return rss / 1024, pss / 1024
+
+
+def _kb(path: Path, key: str) -> int:
+    for line in path.read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1])
+    return 0
+
+
+class PeakMemory:
+    """Samples the server's memory every 0.25 s while a measurement runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.rss = self.pss = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rss, pss = tree_memory_mb(self.pid)
+            self.rss, self.pss = max(self.rss, rss), max(self.pss, pss)
+            self._stop.wait(0.25)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def wrk_load(
+    url: str, concurrency: int, seconds: float, taiwa: bool, rss_pid: int, rate: float | None = None
+) -> dict[str, Any]:
+    """One wrk run (see wrk_turns.lua): closed loop, or paced at ``rate`` messages/s in all."""
+    threads = min(2, concurrency)
+    env = {
+        **os.environ,
+        "TAIWA_WRK_MODE": "taiwa" if taiwa else "bare",
+        "TAIWA_WRK_RATE": str(rate / threads if rate else 0),
+    }
+    cmd = ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds:g}s", "--timeout", "10s"]
+    cmd += ["-s", str(WRK_SCRIPT), url]
+    with PeakMemory(rss_pid) as memory:
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    line = next((x for x in out.splitlines() if x.startswith("TAIWA_WRK ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result:\n{out}")
+    r = json.loads(line.split(" ", 1)[1])
+    return {
+        "requests": r["requests"],
+        "errors": r["errors"],
+        "rps": round(r["requests"] / r["seconds"]),
+        "p50_ms": round(r["p50_ms"], 2),
+        "p95_ms": round(r["p95_ms"], 2),
+        "p99_ms": round(r["p99_ms"], 2),
+        "late_sends": r["late_sends"],
+        "peak_rss_mb": round(memory.rss, 1),
+        "peak_pss_mb": round(memory.pss, 1),
+    }
 
 
 @contextmanager
@@ -117,7 +193,7 @@ def server(
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
-async def load(
+async def aiohttp_load(
     url: str, concurrency: int, seconds: float, taiwa: bool, rss_pid: int, rate: float | None = None
 ) -> dict[str, Any]:
     """Closed loop (each conversation sends its next message as soon as it has the reply), or,
@@ -125,7 +201,6 @@ async def load(
     who read and type would (a conversation never sends before it has its reply)."""
     latencies: list[float] = []
     errors = 0
-    peak = 0.0
     stop_at = time.perf_counter() + seconds
     connector = aiohttp.TCPConnector(limit=concurrency + 5)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -152,14 +227,9 @@ async def load(
                     latencies.append((time.perf_counter() - t0) * 1000)
                 round_ += 1
 
-        async def sample_rss() -> None:
-            nonlocal peak
-            while time.perf_counter() < stop_at:
-                peak = max(peak, tree_rss_mb(rss_pid))
-                await asyncio.sleep(0.25)
-
         started = time.perf_counter()
-        await asyncio.gather(sample_rss(), *(conversation(n) for n in range(concurrency)))
+        with PeakMemory(rss_pid) as memory:
+            await asyncio.gather(*(conversation(n) for n in range(concurrency)))
         elapsed = time.perf_counter() - started
     latencies.sort()
 
@@ -173,7 +243,9 @@ async def load(
         "p50_ms": q(0.50),
         "p95_ms": q(0.95),
         "p99_ms": q(0.99),
-        "peak_rss_mb": round(peak, 1),
+        "late_sends": None,
+        "peak_rss_mb": round(memory.rss, 1),
+        "peak_pss_mb": round(memory.pss, 1),
     }
 
 
@@ -191,11 +263,29 @@ def main() -> int:
         default=[],
         help="also measure taiwa paced at these total messages/s (at the highest concurrency)",
     )
+    parser.add_argument(
+        "--client",
+        choices=["wrk", "aiohttp"],
+        default="wrk" if shutil.which("wrk") else "aiohttp",
+        help="the load generator (default: wrk when installed)",
+    )
     args = parser.parse_args()
+    if args.client == "wrk" and not shutil.which("wrk"):
+        parser.error(
+            "wrk is not installed (Debian: apt-get install wrk; `make bench` does it); or pass --client aiohttp"
+        )
+    if args.client == "aiohttp":
+        print("load from the aiohttp client: it shares the CPUs with the server (install wrk for lighter load)")
+
+    def load(url: str, c: int, taiwa: bool, pid: int, rate: float | None = None) -> dict[str, Any]:
+        if args.client == "wrk":
+            return wrk_load(url, c, args.seconds, taiwa, pid, rate)
+        return asyncio.run(aiohttp_load(url, c, args.seconds, taiwa, pid, rate))
 
     results: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
         "command": " ".join(sys.argv),
+        "client": args.client,
         "runs": [],
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -213,7 +303,7 @@ def main() -> int:
             with server([sys.executable, str(bare_file), str(port), str(workers)], env, f"127.0.0.1:{port}") as proc:
                 time.sleep(1.0)
                 for c in args.concurrency:
-                    r = asyncio.run(load(f"http://127.0.0.1:{port}/hello", c, args.seconds, False, proc.pid))
+                    r = load(f"http://127.0.0.1:{port}/hello", c, False, proc.pid)
                     results["runs"].append({"server": "bare sanic", "workers": workers, "concurrency": c, **r})
                     print(f"bare sanic  workers={workers} conc={c:3d}: {r}", flush=True)
             port = free_port()
@@ -224,9 +314,7 @@ def main() -> int:
             with server(cmd, env, f"127.0.0.1:{port}") as proc:
                 cold = _first_turn(port, t0)
                 for c in args.concurrency:
-                    r = asyncio.run(
-                        load(f"http://127.0.0.1:{port}/webhooks/rest/webhook", c, args.seconds, True, proc.pid)
-                    )
+                    r = load(f"http://127.0.0.1:{port}/webhooks/rest/webhook", c, True, proc.pid)
                     results["runs"].append(
                         {"server": "taiwa", "workers": workers, "concurrency": c, "cold_start_s": cold, **r}
                     )
@@ -234,7 +322,7 @@ def main() -> int:
                 c = max(args.concurrency)
                 for rate in args.rate:
                     url = f"http://127.0.0.1:{port}/webhooks/rest/webhook"
-                    r = asyncio.run(load(url, c, args.seconds, True, proc.pid, rate))
+                    r = load(url, c, True, proc.pid, rate)
                     results["runs"].append(
                         {"server": f"taiwa @{rate:g}/s", "workers": workers, "concurrency": c, "rate": rate, **r}
                     )
@@ -265,14 +353,29 @@ def _table(runs: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title="REST turns vs bare Sanic (127.0.0.1)")
-    for col in ("server", "workers", "conc", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "peak RSS MB", "vs bare"):
+    cols = (
+        "server",
+        "workers",
+        "conc",
+        "req/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "errors",
+        "late",
+        "RSS MB",
+        "PSS MB",
+        "vs bare",
+    )
+    for col in cols:
         table.add_column(col, justify="right")
     bare = {(r["workers"], r["concurrency"]): r["rps"] for r in runs if r["server"] == "bare sanic"}
     for r in runs:
         ratio = r["rps"] / bare[(r["workers"], r["concurrency"])] if (r["workers"], r["concurrency"]) in bare else 0
         table.add_row(
             r["server"], str(r["workers"]), str(r["concurrency"]), f"{r['rps']:,}", str(r["p50_ms"]),
-            str(r["p95_ms"]), str(r["p99_ms"]), str(r["errors"]), str(r["peak_rss_mb"]), f"{ratio:.0%}",
+            str(r["p95_ms"]), str(r["p99_ms"]), str(r["errors"]), str(r.get("late_sends", "")),
+            str(r["peak_rss_mb"]), str(r["peak_pss_mb"]), f"{ratio:.0%}" if ratio else "",
         )  # fmt: skip
     Console(width=150).print(table)
 
