@@ -279,8 +279,13 @@ def main() -> int:
 
     def load(url: str, c: int, taiwa: bool, pid: int, rate: float | None = None) -> dict[str, Any]:
         if args.client == "wrk":
-            return wrk_load(url, c, args.seconds, taiwa, pid, rate)
-        return asyncio.run(aiohttp_load(url, c, args.seconds, taiwa, pid, rate))
+            result = wrk_load(url, c, args.seconds, taiwa, pid, rate)
+        else:
+            result = asyncio.run(aiohttp_load(url, c, args.seconds, taiwa, pid, rate))
+        # The client stops at its deadline with up to c requests still queued in the server:
+        # let them drain, or the next measurement's first requests wait behind them.
+        time.sleep(1.5)
+        return result
 
     results: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
