@@ -73,8 +73,47 @@ def _validator(kind: str) -> Draft202012Validator:
     return Draft202012Validator(load_schema(kind))
 
 
+_ANNOTATIONS = frozenset({"description", "title", "default", "examples", "markdownDescription", "$comment"})
+
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with every local ``{"$ref": "#/$defs/NAME"}`` replaced by a copy of its
+    target (a recursive one stays a reference): it accepts exactly the same documents, and
+    jsonschema checks a large file in half the time (resolving references was the other half).
+    A reference beside other validation keywords becomes ``allOf: [target]``, which is what
+    ``$ref`` means in draft 2020-12."""
+    defs: dict[str, Any] = schema.get("$defs", {})
+
+    def walk(node: Any, inside: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [walk(v, inside) for v in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] in defs and ref[8:] not in inside:
+            name = ref[8:]
+            target = walk(defs[name], (*inside, name))
+            rest = {k: walk(v, inside) for k, v in node.items() if k != "$ref"}
+            if set(rest) <= _ANNOTATIONS:
+                return {**rest, **target}
+            return {**rest, "allOf": [target, *rest.get("allOf", [])]}
+        return {k: v if k == "$defs" else walk(v, inside) for k, v in node.items()}
+
+    inlined: dict[str, Any] = walk(schema, ())
+    return inlined
+
+
+@cache
+def _fast_validator(kind: str) -> Draft202012Validator:
+    """Says whether a document is valid, quickly (:func:`inline_refs`); the errors of an
+    invalid one come from :func:`_validator`, whose paths and messages the diagnostics read."""
+    return Draft202012Validator(inline_refs(load_schema(kind)))
+
+
 def check_source(source: SourceFile) -> list[Diagnostic]:
     """Every schema problem of one file, as located diagnostics."""
+    if _fast_validator(source.kind).is_valid(source.data):
+        return []
     validator = _validator(source.kind)
     out: list[Diagnostic] = []
     seen: set[tuple[str, int, int, str]] = set()
