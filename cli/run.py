@@ -6,6 +6,7 @@ import argparse
 import gc
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -122,6 +123,7 @@ def _serve(args: argparse.Namespace, env: dict[str, str]) -> int:
         Sanic.serve_single(primary=app)
     else:
         Sanic.start_method = "fork"
+        app.register_listener(_stop_only_once_workers_are_up, "main_process_ready")
         app.prepare(workers=args.workers, **options)
         # Long-lived objects out of the collector's generations before the fork: a collection
         # in a worker would otherwise touch, and so copy, every page they share.
@@ -129,6 +131,35 @@ def _serve(args: argparse.Namespace, env: dict[str, str]) -> int:
         gc.freeze()
         Sanic.serve(primary=app)
     return 0
+
+
+def _stop_only_once_workers_are_up(app: Any) -> None:
+    """Sanic's worker manager, stopped (SIGTERM, Ctrl-C) while it waits for its workers to report
+    ready, keeps waiting for reports that never come: 30 s, then exit 1, though a worker may
+    already have answered requests. Here such a signal is held until every worker is up, then
+    handled as usual (the workers finish their turns in flight and the server exits 0)."""
+    manager = app.manager
+    held: list[int] = []
+    workers_up = False
+    wait_for_workers = manager.wait_for_ack
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if workers_up:
+            manager.shutdown_signal(signum, frame)
+        elif not held:
+            held.append(signum)
+            print("taiwa: stopping once the workers are up", file=sys.stderr, flush=True)
+
+    def wait_then_stop_if_asked() -> None:
+        nonlocal workers_up
+        wait_for_workers()
+        workers_up = True
+        if held:
+            manager.shutdown_signal(held[0], None)
+
+    manager.wait_for_ack = wait_then_stop_if_asked
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
 
 
 def _metrics_dir(workers: int) -> Path | None:

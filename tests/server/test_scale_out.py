@@ -186,6 +186,59 @@ async def test_sigterm_lets_in_flight_turns_finish_and_loses_nothing(reference_m
                 assert any(e["event"] == "slot_set" and e["name"] == "account_name" for e in events)
 
 
+async def test_sigterm_right_after_the_first_answer_stops_every_worker_and_keeps_the_turn(
+    reference_models: Path, tmp_path: Path
+) -> None:
+    """Stopped while its second worker is still starting, the server still stops at once and
+    cleanly (Sanic alone waited 30 s for that worker's report and exited 1)."""
+    import json
+    import time
+    import urllib.request
+
+    from engine import events as ev
+    from engine.stores.sqlite import SQLiteTrackerStore
+    from server.live import TAIWA, free_port
+
+    for attempt in range(2):
+        port = free_port()
+        db = tmp_path / f"tracker-{attempt}.sqlite3"
+        args = [str(TAIWA), "run", "--project", str(REPO), "--model", str(reference_models), "--port", str(port)]
+        args += ["--workers", "2", "--store", f"sqlite:///{db}"]
+        env = {**os.environ, **BASE_ENV, "TAIWA_CRM_DB": str(tmp_path / "crm.sqlite3")}
+        log = tmp_path / f"server-{attempt}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            body = json.dumps({"sender": f"early-{attempt}", "message": "hi"}).encode()
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, log.read_text()
+                try:
+                    request = urllib.request.Request(f"http://127.0.0.1:{port}/webhooks/rest/webhook", data=body)
+                    with urllib.request.urlopen(request, timeout=5) as response:
+                        answered = json.loads(response.read())
+                        break
+                except OSError:
+                    assert time.monotonic() < deadline, log.read_text()
+                    await asyncio.sleep(0.01)
+            proc.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(proc.wait, 15)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        output = log.read_text()
+        assert code == 0, output
+        assert "Traceback" not in output and "failed to come online" not in output
+        assert answered[0]["response"] == "utter_greet"
+        store = SQLiteTrackerStore(db)
+        try:
+            events = await store.load(f"early-{attempt}")
+        finally:
+            await store.close()
+        assert [e.text for e in events if isinstance(e, ev.UserUttered)] == ["hi"]
+
+
 def test_taiwa_run_refuses_a_bad_rate_limit_setting(tmp_path: Path, reference_models: Path) -> None:
     from server.live import TAIWA
 
