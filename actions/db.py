@@ -48,6 +48,9 @@ def connect(config: Mapping[str, Any] | None = None) -> sqlite3.Connection:
     connection, the caller closes it; tools use :func:`connection`)."""
     conn = sqlite3.connect(db_path(config), timeout=5.0)
     try:
+        # WAL: a lookup never waits for a ticket being written, nor a write for lookups (in the
+        # default rollback journal, several server workers' tools queued behind each other).
+        conn.execute("PRAGMA journal_mode = WAL")
         placeholders = ", ".join("?" for _ in _TABLES)
         found = conn.execute(
             f"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ({placeholders})",
