@@ -92,12 +92,12 @@ def _serve(args: argparse.Namespace, env: dict[str, str]) -> int:
     from sanic import Sanic
 
     from engine.loading.project import load_project_or_raise
-    from engine.nlu.artifact import load_model, resolve_model_dir
+    from engine.nlu.artifact import load_model
     from engine.server.app import ServerSettings, create_app
 
     try:
         project = load_project_or_raise(args.project)
-        nlu = load_model(resolve_model_dir(args.model or args.project / "models"))
+        nlu = load_model(args.model or args.project / "models")
     except ProjectError as exc:
         sys.stderr.write(str(exc) + "\nFix: run `taiwa validate` and correct the errors it lists.\n")
         return 1
