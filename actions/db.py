@@ -33,9 +33,14 @@ def _default_path() -> Path:
         return Path(tempfile.gettempdir()) / "taiwa-acme-crm.sqlite3"
 
 
+def _configured(config: Mapping[str, Any] | None) -> object:
+    """The file named by the action config, else by ``$TAIWA_CRM_DB`` (None: neither)."""
+    return (config or {}).get(DB_ENV) or os.environ.get(DB_ENV)
+
+
 def db_path(config: Mapping[str, Any] | None = None) -> Path:
     """Where the database is: action config, then ``$TAIWA_CRM_DB``, then the default."""
-    configured = (config or {}).get(DB_ENV) or os.environ.get(DB_ENV)
+    configured = _configured(config)
     if configured:
         path = Path(str(configured)).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,9 +79,10 @@ def connection(config: Mapping[str, Any] | None = None) -> sqlite3.Connection:
     use): tools run on a small pool of threads, and opening the file and checking its tables
     on every call cost more than the query. Use it as ``with connection(cfg) as conn:`` for a
     transaction; do not close it."""
-    path = str(db_path(config))
+    # Keyed by the setting, not the resolved path: db_path creates folders, once is enough.
+    key = str(_configured(config) or "")
     opened: dict[str, sqlite3.Connection] = _local.__dict__.setdefault("connections", {})
-    conn = opened.get(path)
+    conn = opened.get(key)
     if conn is None:
-        conn = opened[path] = connect(config)
+        conn = opened[key] = connect(config)
     return conn
