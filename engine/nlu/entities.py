@@ -227,11 +227,10 @@ class TaggerModel:
         # Each token's weights summed in order, as weights[idx].sum(axis=0) would; a token
         # with no known feature keeps the bias alone.
         scores = np.tile(self.bias, (n, 1))
-        counts = np.diff(np.append(np.asarray(starts), len(flat)))
-        has = counts > 0
+        offsets = np.asarray(starts)
+        has = np.diff(np.append(offsets, len(flat))) > 0
         if flat:
-            sums = np.add.reduceat(self.weights[flat], np.asarray(starts)[has], axis=0)
-            scores[has] = sums + self.bias
+            scores[has] = np.add.reduceat(self.weights[flat], offsets[has], axis=0) + self.bias
         z = np.exp(scores - scores.max(axis=1, keepdims=True))
         p = z / z.sum(axis=1, keepdims=True)
         best = p.argmax(axis=1)
