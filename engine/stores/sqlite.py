@@ -132,9 +132,11 @@ def _connect(path: Path) -> sqlite3.Connection:
                 f"knows up to {SCHEMA_VERSION}. Fix: upgrade taiwa, or use another file."
             )
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        # Switching a new file to WAL does not wait for the busy handler: several server
+        # workers opening one new file at once got "database is locked" here.
+        _when_not_busy(conn, "PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("BEGIN IMMEDIATE")
+        _when_not_busy(conn, "BEGIN IMMEDIATE")
         conn.execute(_SCHEMA)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
@@ -163,7 +165,7 @@ def _append(conn: sqlite3.Connection, conversation_id: str, events: list[Encoded
         return length
     # IMMEDIATE takes the write lock now, so no other process can append between the
     # length read and the insert.
-    _begin_immediate(conn)
+    _when_not_busy(conn, "BEGIN IMMEDIATE")
     try:
         length = _length(conn, conversation_id)
         if expected is not None and expected != length:
@@ -178,8 +180,9 @@ def _append(conn: sqlite3.Connection, conversation_id: str, events: list[Encoded
     return length + len(events)
 
 
-def _begin_immediate(conn: sqlite3.Connection) -> None:
-    """``BEGIN IMMEDIATE``, waiting for another process's write with short sleeps.
+def _when_not_busy(conn: sqlite3.Connection, statement: str) -> None:
+    """``statement`` (``BEGIN IMMEDIATE``, a journal mode switch), waiting for another
+    process's lock with short sleeps.
 
     SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ... ms between tries, and this
     store's one thread waits with it: two server workers appending to one file then added
@@ -193,7 +196,7 @@ def _begin_immediate(conn: sqlite3.Connection) -> None:
         pause = _BUSY_FIRST_SLEEP
         while True:
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(statement)
                 return
             except sqlite3.OperationalError as exc:
                 if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
