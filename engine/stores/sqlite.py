@@ -1,14 +1,23 @@
 """The embedded default tracker store: one SQLite file, no server.
 
-One connection does all the work on one dedicated thread: SQLite allows a single writer at a
-time anyway, a single thread needs no connection pool or cross-thread locking, and the event
-loop never blocks on disk. The file runs in WAL mode (readers do not block the writer) with
-``synchronous=NORMAL``: a commit is durable once the WAL is checkpointed, so a power cut
-may lose the last transactions, but never corrupts the file; a crash of the process loses
-nothing.
+The file runs in WAL mode with ``synchronous=NORMAL``: readers never wait for the writer, a
+commit is durable once the WAL is checkpointed, so a power cut may lose the last transactions
+but never corrupts the file, and a crash of the process loses nothing.
 
-Appends take ``BEGIN IMMEDIATE``, so several processes on the same file still append
-atomically; the turn lock, however, is in-process: run one server process per file.
+* **Writes** run on one dedicated thread with its own connection (SQLite allows one writer at
+  a time anyway), so the event loop never waits for another process's write lock or for a
+  checkpoint's fsync. Appends that arrive while the thread is busy are committed together in
+  the next transaction (group commit): one thread hand-off, one ``BEGIN IMMEDIATE`` and one
+  WAL write for a whole batch of turns, each still checked against its ``expected_length``
+  and failing alone.
+* **Reads** (``load``, ``length``) run at once on a second, read-only connection on the
+  caller's thread: a WAL read of one conversation's newest rows takes microseconds, less than
+  the hand-off to a thread would. A read that finds the file busy (another connection
+  recovering the WAL) is retried on the store's thread, which waits.
+
+Appends take ``BEGIN IMMEDIATE``, so several processes on the same file (``taiwa run
+--workers N``) still append atomically; the turn lock is in-process, and ``expected_length``
+turns a turn raced by another process into a :class:`ConcurrentWriteError`.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from functools import partial
 from os import PathLike
 from pathlib import Path
@@ -57,6 +67,17 @@ CREATE TABLE IF NOT EXISTS taiwa_events (
 """
 _LENGTH = "SELECT COALESCE(MAX(seq) + 1, 0) FROM taiwa_events WHERE conversation_id = ?"
 _INSERT = "INSERT INTO taiwa_events (conversation_id, seq, type, data, stored_at) VALUES (?, ?, ?, ?, ?)"
+_SELECT = "SELECT data FROM taiwa_events WHERE conversation_id = ? AND seq >= ? ORDER BY seq"
+MAX_BATCH = 256
+"""Appends committed in one transaction at most (bounds how long the write lock is held)."""
+
+
+@dataclass(slots=True)
+class _Append:
+    conversation_id: str
+    events: list[EncodedEvent]
+    expected: int | None
+    done: asyncio.Future[int]
 
 
 class SQLiteTrackerStore(TrackerStore):
@@ -66,49 +87,126 @@ class SQLiteTrackerStore(TrackerStore):
         self.path = Path(path)
         self._locks = LocalLocks()
         self._closed = False
+        self._pending: list[_Append] = []
+        self._flusher: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taiwa-sqlite")
         try:
             self._conn = self._executor.submit(_connect, self.path).result()
+            self._reader = _open_reader(self.path)
         except BaseException:
+            if hasattr(self, "_conn"):
+                self._executor.submit(self._conn.close).result()
             self._executor.shutdown()
             raise
 
     async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        if self._closed:
-            raise StoreClosedError("sqlite")
+        """``job(connection)`` on the store's thread."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, job, self._conn)
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError("sqlite")
+
     async def append(self, conversation_id: str, events: Sequence[Event], *, expected_length: int | None = None) -> int:
+        self._check_open()
         encoded = encode_events(events)
-        return await self._run(
-            partial(_append, conversation_id=conversation_id, events=encoded, expected=expected_length)
-        )
+        if not encoded:
+            length = await self.length(conversation_id)
+            if expected_length is not None and expected_length != length:
+                raise ConcurrentWriteError(conversation_id, expected_length, length)
+            return length
+        loop = asyncio.get_running_loop()
+        item = _Append(conversation_id, encoded, expected_length, loop.create_future())
+        self._pending.append(item)
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+        return await item.done
+
+    async def _flush(self) -> None:
+        """Commit the queued appends, a batch per transaction, until none is left."""
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                jobs = [(a.conversation_id, a.events, a.expected) for a in batch]
+                try:
+                    outcomes = await self._run(partial(_append_batch, items=jobs))
+                except asyncio.CancelledError:
+                    for a in (*batch, *self._pending):
+                        a.done.cancel()
+                    self._pending = []
+                    raise
+                except Exception as exc:  # noqa: BLE001 - handed to every append of the batch
+                    outcomes = [exc] * len(batch)
+                for a, outcome in zip(batch, outcomes, strict=True):
+                    if a.done.done():  # its caller was cancelled; the append itself happened
+                        continue
+                    if isinstance(outcome, BaseException):
+                        a.done.set_exception(outcome)
+                    else:
+                        a.done.set_result(outcome)
+        finally:
+            self._flusher = None
 
     async def load(self, conversation_id: str, *, since: int = 0) -> list[Event]:
         check_since(since)
-        return await self._run(partial(_load, conversation_id=conversation_id, since=since))
+        self._check_open()
+        try:
+            rows = self._reader.execute(_SELECT, (conversation_id, since)).fetchall()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            rows = await self._run(partial(_rows, conversation_id=conversation_id, since=since))
+        return [decode_event(data) for (data,) in rows]
 
     async def length(self, conversation_id: str) -> int:
-        return await self._run(partial(_length, conversation_id=conversation_id))
+        self._check_open()
+        try:
+            return _length(self._reader, conversation_id)
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            return await self._run(partial(_length, conversation_id=conversation_id))
 
     async def conversations(self) -> list[str]:
+        self._check_open()
         return await self._run(_conversations)
 
     async def delete(self, conversation_id: str) -> None:
+        self._check_open()
         await self._run(partial(_delete, conversation_id=conversation_id))
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._flusher is not None:
+            # Appends already accepted are committed before the connection closes.
+            await asyncio.shield(self._flusher)
+        self._reader.close()
         # Queued behind any job still running, so those finish first.
         await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
         self._executor.shutdown()
 
     def lock(self, conversation_id: str, *, timeout: float = DEFAULT_LOCK_TIMEOUT) -> AbstractAsyncContextManager[None]:
-        if self._closed:
-            raise StoreClosedError("sqlite")
+        self._check_open()
         return self._locks.hold(conversation_id, timeout)
+
+
+def _open_reader(path: Path) -> sqlite3.Connection:
+    """The read-only connection used on the caller's thread: never waits for a lock (a busy
+    read is retried on the store's thread)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA query_only = 1")
+        conn.execute("PRAGMA busy_timeout = 0")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 # -- on the store's thread ----------------------------------------------------------------
@@ -157,27 +255,49 @@ def _length(conn: sqlite3.Connection, conversation_id: str) -> int:
     return length
 
 
-def _append(conn: sqlite3.Connection, conversation_id: str, events: list[EncodedEvent], expected: int | None) -> int:
-    if not events:
-        length = _length(conn, conversation_id)
-        if expected is not None and expected != length:
-            raise ConcurrentWriteError(conversation_id, expected, length)
-        return length
+def _append_batch(
+    conn: sqlite3.Connection, items: Sequence[tuple[str, list[EncodedEvent], int | None]]
+) -> list[int | Exception]:
+    """Each item's new length, or its ConcurrentWriteError, all committed in one transaction.
+
+    An unexpected error (a constraint, the disk) rolls the batch back, and every item is then
+    tried again in a transaction of its own, so it fails only the append it belongs to.
+    """
     # IMMEDIATE takes the write lock now, so no other process can append between the
-    # length read and the insert.
+    # length reads and the inserts.
     _when_not_busy(conn, "BEGIN IMMEDIATE")
+    outcomes: list[int | Exception] = []
     try:
-        length = _length(conn, conversation_id)
-        if expected is not None and expected != length:
-            raise ConcurrentWriteError(conversation_id, expected, length)
         now = time.time()
-        conn.executemany(_INSERT, [(conversation_id, length + i, e.type, e.data, now) for i, e in enumerate(events)])
+        for conversation_id, events, expected in items:
+            length = _length(conn, conversation_id)
+            if expected is not None and expected != length:
+                outcomes.append(ConcurrentWriteError(conversation_id, expected, length))
+                continue
+            conn.executemany(
+                _INSERT, [(conversation_id, length + i, e.type, e.data, now) for i, e in enumerate(events)]
+            )
+            outcomes.append(length + len(events))
         conn.execute("COMMIT")
+    except Exception:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if len(items) == 1:
+            raise
+        return [_outcome_alone(conn, item) for item in items]
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return length + len(events)
+    return outcomes
+
+
+def _outcome_alone(conn: sqlite3.Connection, item: tuple[str, list[EncodedEvent], int | None]) -> int | Exception:
+    """``item`` appended in a transaction of its own: its new length, or its error."""
+    try:
+        return _append_batch(conn, [item])[0]
+    except Exception as exc:  # noqa: BLE001 - the outcome of this item only
+        return exc
 
 
 def _when_not_busy(conn: sqlite3.Connection, statement: str) -> None:
@@ -207,11 +327,9 @@ def _when_not_busy(conn: sqlite3.Connection, statement: str) -> None:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
-def _load(conn: sqlite3.Connection, conversation_id: str, since: int) -> list[Event]:
-    rows = conn.execute(
-        "SELECT data FROM taiwa_events WHERE conversation_id = ? AND seq >= ? ORDER BY seq", (conversation_id, since)
-    ).fetchall()
-    return [decode_event(data) for (data,) in rows]
+def _rows(conn: sqlite3.Connection, conversation_id: str, since: int) -> list[tuple[str]]:
+    rows: list[tuple[str]] = conn.execute(_SELECT, (conversation_id, since)).fetchall()
+    return rows
 
 
 def _conversations(conn: sqlite3.Connection) -> list[str]:
