@@ -11,9 +11,9 @@ processed twice.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
-import uuid
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +42,12 @@ STATE_CACHE_SIZE = 10_000
 
 SEEN_MESSAGE_IDS = 256
 """Recent ``message_id``s remembered per conversation for de-duplication."""
+
+_turn_ids = random.Random()
+"""Where turn ids come from: 64 random bits without a system call per turn (``uuid4`` reads
+the kernel's entropy each time). Its own generator, so a caller seeding ``random`` for
+repeatable replies does not repeat turn ids, reseeded in each forked server worker."""
+os.register_at_fork(after_in_child=_turn_ids.seed)
 
 
 @dataclass(frozen=True)
@@ -185,7 +191,7 @@ class MessageProcessor:
         project = self.project
         domain = project.domain
         now = self.clock()
-        turn_id = uuid.uuid4().hex[:16]
+        turn_id = f"{_turn_ids.getrandbits(64):016x}"
         turn = Turn(cached.state, sender_id=cid, channel=channel)
         if self._needs_history():
             turn.history = _once(lambda: self.store.load(cid))
@@ -237,8 +243,8 @@ class MessageProcessor:
                 text,
                 result.intent.name,
                 float(result.intent.confidence),
-                tuple(e.to_dict() for e in result.entities),
-                tuple({"name": s.name, "confidence": round(float(s.confidence), 4)} for s in result.ranking),
+                tuple(parse["entities"]),
+                tuple(parse["intent_ranking"]),
                 source="llm" if used_llm else "nlu",
                 channel=channel,
                 message_id=message_id,
