@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -196,6 +196,12 @@ def bio_tags(text: str, tokens: Sequence[str], example: Example) -> list[str]:
     return tags
 
 
+_CONTEXT = (-2, -1, 1, 2)
+"""Where the neighbours whose words are features of a token stand (see token_features)."""
+PART_CACHE_SIZE = 100_000
+"""Cached per-word score parts of the tagger (cleared when full)."""
+
+
 @dataclass(frozen=True)
 class TaggerModel:
     """A per-token linear classifier over BIO tags (runtime side)."""
@@ -205,44 +211,73 @@ class TaggerModel:
     """(n_features, n_tags)."""
     bias: npt.NDArray[np.float32]
     tags: tuple[str, ...]
+    _parts: dict[tuple[int, str | None], npt.NDArray[np.float32]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def extract(self, text: str, tokens: Sequence[str]) -> list[ExtractedEntity]:
         return self.extract_many([text], [tokens])[0]
 
     def extract_many(self, texts: Sequence[str], token_lists: Sequence[Sequence[str]]) -> list[list[ExtractedEntity]]:
-        """The entities of many texts, every token of all of them scored in one pass (a few
-        array operations instead of several per token)."""
+        """The entities of many texts, every token of all of them scored in one pass.
+
+        A token's score is the bias plus the weights of its features (:func:`token_features`),
+        and each feature comes from one word: the token's own (its form, affixes, shape) or a
+        neighbour's within two places. So the score is a sum of five per-word parts, each
+        cached the first time that word is seen in that position (:meth:`_part`); scoring a
+        text is then a handful of look-ups and one array sum, not a feature string per
+        feature and token.
+        """
         all_spans = [token_offsets(text, tokens) for text, tokens in zip(texts, token_lists, strict=True)]
-        vocab = self.vocab
-        flat: list[int] = []
-        starts: list[int] = []
+        part = self._part
+        parts: list[npt.NDArray[np.float32]] = []
         for spans in all_spans:
             words = [s[0] for s in spans]
-            for i in range(len(words)):
-                starts.append(len(flat))
-                flat.extend(vocab[f] for f in token_features(words, i) if f in vocab)
-        n = len(starts)
-        if n == 0:
+            n = len(words)
+            for i, word in enumerate(words):
+                parts.append(part(0, word))
+                for d in _CONTEXT:
+                    j = i + d
+                    parts.append(part(d, words[j] if 0 <= j < n else None))
+        if not parts:
             return [[] for _ in texts]
-        # Each token's weights summed in order, as weights[idx].sum(axis=0) would; a token
-        # with no known feature keeps the bias alone.
-        scores = np.tile(self.bias, (n, 1))
-        offsets = np.asarray(starts)
-        has = np.diff(np.append(offsets, len(flat))) > 0
-        if flat:
-            scores[has] = np.add.reduceat(self.weights[flat], offsets[has], axis=0) + self.bias
-        z = np.exp(scores - scores.max(axis=1, keepdims=True))
-        p = z / z.sum(axis=1, keepdims=True)
-        best = p.argmax(axis=1)
-        conf = p[np.arange(n), best]
+        scores = np.stack(parts).reshape(-1, 1 + len(_CONTEXT), len(self.tags)).sum(axis=1) + self.bias
+        best = scores.argmax(axis=1)
+        # The softmax's largest probability, exp(0) / sum(exp(scores - max)).
+        conf = 1.0 / np.exp(scores - scores[np.arange(len(best)), best][:, None]).sum(axis=1)
+        tags = self.tags
+        predicted_all = [(tags[b], c) for b, c in zip(best.tolist(), conf.tolist(), strict=True)]
         out: list[list[ExtractedEntity]] = []
         at = 0
         for text, spans in zip(texts, all_spans, strict=True):
             k = len(spans)
-            predicted = [(self.tags[int(best[j])], float(conf[j])) for j in range(at, at + k)]
+            out.append(self._spans(text, spans, predicted_all[at : at + k]))
             at += k
-            out.append(self._spans(text, spans, predicted))
         return out
+
+    def _part(self, where: int, word: str | None) -> npt.NDArray[np.float32]:
+        """The summed weights of the features that ``word``, standing ``where`` places from a
+        token (0: the token itself, -1: just before it), gives that token. ``None``: the
+        place is before the start (``where`` < 0) or past the end of the text."""
+        key = (where, word)
+        vec = self._parts.get(key)
+        if vec is not None:
+            return vec
+        if where == 0:
+            assert word is not None
+            feats: Sequence[str] = _own_features(word)
+        elif word is None:
+            feats = (f"w{where}={'<s>' if where < 0 else '</s>'}",)
+        elif where in (-1, 1):
+            feats = (f"w{where}={word.lower()}", f"sh{where:+d}={_shape(word)}")
+        else:
+            feats = (f"w{where}={word.lower()}",)
+        rows = [self.vocab[f] for f in feats if f in self.vocab]
+        vec = self.weights[rows].sum(axis=0) if rows else np.zeros(len(self.tags), dtype=self.weights.dtype)
+        if len(self._parts) >= PART_CACHE_SIZE:
+            self._parts.clear()
+        self._parts[key] = vec
+        return vec
 
     def _spans(
         self, text: str, spans: Sequence[tuple[str, int, int]], predicted: Sequence[tuple[str, float]]

@@ -93,6 +93,12 @@ class Block:
     idf: npt.NDArray[np.float32]
     offset: int
     weight: float
+    idf_values: list[float] = field(init=False, repr=False, compare=False)
+    """``idf`` as Python floats: one utterance reads a few dozen of them, and indexing a
+    NumPy array element by element costs more than the arithmetic."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "idf_values", self.idf.tolist())
 
     @property
     def size(self) -> int:
@@ -225,22 +231,21 @@ class Featurizer:
         return np.concatenate([sparse_idx, dense_idx]), np.concatenate([sparse_val, dense_val])
 
     def _block(self, cols: Iterable[int], block: Block, idx: list[int], val: list[float]) -> None:
-        counts: dict[int, int] = {}
-        for j in cols:
-            counts[j] = counts.get(j, 0) + 1
-        if not counts:
+        idf = block.idf_values
+        if self.options.binary:
+            weighted = [(j, idf[j]) for j in dict.fromkeys(cols)]
+        else:
+            counts: dict[int, int] = {}
+            for j in cols:
+                counts[j] = counts.get(j, 0) + 1
+            sub = self.options.sublinear_tf
+            weighted = [(j, ((1.0 + math.log(c)) if sub else float(c)) * idf[j]) for j, c in counts.items()]
+        if not weighted:
             return
-        idf = block.idf
-        sub = self.options.sublinear_tf
-        binary = self.options.binary
-        items = [
-            (j, (1.0 if binary else (1.0 + math.log(c)) if sub else float(c)) * float(idf[j]))
-            for j, c in counts.items()
-        ]
-        norm = math.sqrt(sum(v * v for _, v in items)) or 1.0
+        norm = math.sqrt(math.fsum(v * v for _, v in weighted)) or 1.0
         scale = block.weight / norm
         off = block.offset
-        for j, v in items:
+        for j, v in weighted:
             idx.append(off + j)
             val.append(v * scale)
 

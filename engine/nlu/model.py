@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -28,8 +28,7 @@ from engine.nlu.tokenize import Tokenizer
 RANKING_SIZE = 10
 
 
-@dataclass(frozen=True)
-class IntentScore:
+class IntentScore(NamedTuple):
     name: str
     confidence: float
 
@@ -106,11 +105,11 @@ class NluModel:
         proba: npt.NDArray[np.float64],
         tagged: list[ExtractedEntity] | None = None,
     ) -> ParseResult:
-        k = min(RANKING_SIZE, len(proba))
-        top = np.argpartition(-proba, k - 1)[:k] if len(proba) > k else np.arange(len(proba))
-        order = top[np.argsort(-proba[top])]
+        p: list[float] = proba.tolist()
+        # A few dozen intents: sorting Python floats beats NumPy's calls on so short an array.
+        order = sorted(range(len(p)), key=p.__getitem__, reverse=True)[:RANKING_SIZE]
         classes = self.classifier.classes
-        ranking = tuple(IntentScore(classes[i], float(proba[i])) for i in order)
+        ranking = tuple([IntentScore(classes[i], p[i]) for i in order])
         return ParseResult(text, ranking[0], ranking, tuple(self.extract_entities(text, tokens, tagged)))
 
     def extract_entities(

@@ -262,3 +262,27 @@ def test_tagger_joins_multi_token_entities(tok: Tokenizer) -> None:
 def test_no_annotations_means_no_tagger(tok: Tokenizer) -> None:
     assert fit_tagger([example(p, "other") for p in PLAIN], tok) is None
     assert fit_tagger([], tok) is None
+
+
+def test_tagger_scores_are_the_sum_of_each_tokens_features(id_tagger: TaggerModel, tok: Tokenizer) -> None:
+    # The tagger scores a token from cached per-word parts; they must add up to exactly the
+    # features it was trained on (token_features), boundaries and shapes included.
+    import numpy as np
+
+    from engine.nlu.entities import token_features
+
+    texts = [t.format(id="C55555") for t in TEMPLATES] + PLAIN + ["C1", "a", "Hi THERE, id C12345 ok?", "<s> </s>"]
+    for text in texts:
+        words = [s[0] for s in token_offsets(text, tok(text))]
+        for i in range(len(words)):
+            rows = [id_tagger.vocab[f] for f in token_features(words, i) if f in id_tagger.vocab]
+            expected = id_tagger.weights[rows].sum(axis=0)
+            parts = [id_tagger._part(0, words[i])]
+            parts += [id_tagger._part(d, words[i + d] if 0 <= i + d < len(words) else None) for d in (-2, -1, 1, 2)]
+            np.testing.assert_allclose(np.sum(parts, axis=0), expected, atol=1e-5, err_msg=f"{text!r} token {i}")
+
+
+def test_tagger_batch_equals_one_by_one(id_tagger: TaggerModel, tok: Tokenizer) -> None:
+    texts = [t.format(id=IDS[i % len(IDS)]) for i, t in enumerate(TEMPLATES)] + PLAIN + [""]
+    batch = id_tagger.extract_many(texts, [tok(t) for t in texts])
+    assert batch == [id_tagger.extract(t, tok(t)) for t in texts]
