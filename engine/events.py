@@ -288,6 +288,7 @@ def event_to_dict(event: Event) -> dict[str, JsonValue]:
 
 
 _FIELD_NAMES = {name: tuple(f.name for f in fields(cls)) for name, cls in EVENT_TYPES.items()}
+_FIELD_SETS = {name: frozenset(names) for name, names in _FIELD_NAMES.items()}
 _COMPACT = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 """One encoder for every event (``json.dumps`` with options builds a new one per call)."""
 
@@ -311,7 +312,7 @@ def event_from_dict(data: dict[str, JsonValue]) -> Event:
     if cls is None:
         known = ", ".join(sorted(EVENT_TYPES))
         raise ValueError(f"unknown event type {kind!r}; known types: {known}")
-    names = {f.name for f in fields(cls)}
+    names = _FIELD_SETS[cls.type]
     kwargs = {k: v for k, v in data.items() if k in names}
     for name in _TUPLE_FIELDS[cls.type]:
         if name in kwargs:

@@ -8,7 +8,7 @@ stores the events, and the next state is the replay of the longer list.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from engine import events as ev
@@ -61,6 +61,10 @@ class DialogueState:
 
     def apply(self, events: Iterable[ev.Event]) -> DialogueState:
         """The state after ``events``."""
+        if not isinstance(events, list | tuple):
+            events = list(events)
+        if all(type(event) in _LENGTH_ONLY for event in events):
+            return self._evolve(length=self.length + len(events))
         slots = dict(self.slots)
         stack = list(self.stack)
         s = self
@@ -87,7 +91,8 @@ class DialogueState:
                     slots[event.name] = event.value
                 case ev.SlotRejected():
                     if stack:
-                        stack[-1] = replace(stack[-1], retries=stack[-1].retries + 1)
+                        f = stack[-1]
+                        stack[-1] = Frame(f.flow, f.step, f.how, f.retries + 1, f.interrupted_by)
                 case ev.PolicyDecided():
                     if event.policy != "fallback_policy":
                         fallbacks = 0
@@ -102,23 +107,25 @@ class DialogueState:
                 case ev.FlowStepped():
                     at = _find(stack, event.flow)
                     if at is not None:
-                        stack[at] = replace(stack[at], step=event.step, retries=0)
+                        f = stack[at]
+                        stack[at] = Frame(f.flow, event.step, f.how, 0, f.interrupted_by)
                 case ev.FlowInterrupted():
                     at = _find(stack, event.flow)
                     if at is not None:
-                        stack[at] = replace(stack[at], interrupted_by=event.by)
+                        f = stack[at]
+                        stack[at] = Frame(f.flow, f.step, f.how, f.retries, event.by)
                 case ev.FlowResumed():
                     at = _find(stack, event.flow)
                     if at is not None:
-                        stack[at] = replace(stack[at], interrupted_by=None)
+                        f = stack[at]
+                        stack[at] = Frame(f.flow, f.step, f.how, f.retries, None)
                 case ev.FlowCompleted() | ev.FlowCancelled():
                     at = _find(stack, event.flow)
                     if at is not None:
                         del stack[at]
                 case _:
                     pass
-        return DialogueState(
-            initial_slots=self.initial_slots,
+        return self._evolve(
             slots=MappingProxyType(slots),
             stack=tuple(stack),
             latest_message=latest,
@@ -128,8 +135,18 @@ class DialogueState:
             last_user_time=last_time,
             session_started=started,
             length=length,
-            carry_over_slots=self.carry_over_slots,
         )
+
+    def _evolve(self, **changes: object) -> DialogueState:
+        """A copy with ``changes``: ``dataclasses.replace`` without its per-field checks and
+        frozen ``__setattr__`` calls (every event a turn emits makes a new state)."""
+        new = object.__new__(DialogueState)
+        new.__dict__.update(self.__dict__, **changes)
+        return new
+
+
+_LENGTH_ONLY = frozenset({ev.BotUttered, ev.ActionExecuted, ev.ToolCalled, ev.LlmCalled})
+"""Events that change nothing in the state but its length (see the match in ``apply``)."""
 
 
 def _find(stack: list[Frame], flow: str) -> int | None:

@@ -41,11 +41,15 @@ class LocalLocks:
             entry = self._entries[conversation_id] = _Entry()
         entry.users += 1
         try:
-            try:
-                async with asyncio.timeout(timeout):
-                    await entry.lock.acquire()
-            except TimeoutError:
-                raise LockTimeoutError(conversation_id, timeout) from None
+            if entry.users == 1:
+                # Nobody else holds or waits for it: acquire() returns at once, no timer needed.
+                await entry.lock.acquire()
+            else:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await entry.lock.acquire()
+                except TimeoutError:
+                    raise LockTimeoutError(conversation_id, timeout) from None
             try:
                 yield
             finally:
