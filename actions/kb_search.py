@@ -109,7 +109,11 @@ def _index() -> tuple[tuple[Article, ...], dict[str, float]]:
 
 def score(question: str, article: Article, idf: dict[str, float]) -> float:
     """How well ``article`` matches ``question`` (0 when no keyword matches)."""
-    seq = tokenize(question)
+    return _score(tokenize(question), article, idf)
+
+
+def _score(seq: Sequence[str], article: Article, idf: dict[str, float]) -> float:
+    """:func:`score` of the question's tokens ``seq``."""
     tokens = set(seq)
     hits = tokens & article.keyword_tokens
     for phrase in article.phrases:
@@ -125,10 +129,11 @@ def score(question: str, article: Article, idf: dict[str, float]) -> float:
 def search(question: str) -> Article | None:
     """The best matching article, or ``None`` when nothing scores ``MIN_SCORE``."""
     articles, idf = _index()
+    seq = tokenize(question)  # once, not once per article
     best: Article | None = None
     best_score = MIN_SCORE - 1e-9
     for art in articles:  # ties go to the earlier article
-        s = score(question, art, idf)
+        s = _score(seq, art, idf)
         if s > best_score:
             best, best_score = art, s
     return best

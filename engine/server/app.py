@@ -49,6 +49,8 @@ log = logging.getLogger("taiwa.server")
 
 MAX_BODY = 1_000_000
 """Bytes in one request body."""
+GC_YOUNG_THRESHOLD = 10_000
+"""Allocations between collections of the garbage collector's youngest generation, in a worker."""
 
 
 @dataclass(frozen=True)
@@ -258,6 +260,10 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
         # walked hundreds of thousands of long-lived ones, a pause in every p99).
         gc.collect()
         gc.freeze()
+        # A turn allocates thousands of short-lived containers; with the default threshold
+        # (700) the youngest generation was collected several times per turn, 26 us of each
+        # turn's CPU. Reference counting frees almost all of them anyway.
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
     stopping: list[bool] = []
 
