@@ -4,16 +4,23 @@ The file runs in WAL mode with ``synchronous=NORMAL``: readers never wait for th
 commit is durable once the WAL is checkpointed, so a power cut may lose the last transactions
 but never corrupts the file, and a crash of the process loses nothing.
 
-* **Writes** run on one dedicated thread with its own connection (SQLite allows one writer at
-  a time anyway), so the event loop never waits for another process's write lock or for a
-  checkpoint's fsync. Appends that arrive while the thread is busy are committed together in
-  the next transaction (group commit): one thread hand-off, one ``BEGIN IMMEDIATE`` and one
-  WAL write for a whole batch of turns, each still checked against its ``expected_length``
-  and failing alone.
-* **Reads** (``load``, ``length``) run at once on a second, read-only connection on the
-  caller's thread: a WAL read of one conversation's newest rows takes microseconds, less than
-  the hand-off to a thread would. A read that finds the file busy (another connection
-  recovering the WAL) is retried on the store's thread, which waits.
+Statements run on the event loop's thread, on one connection that never waits inside SQLite
+(``busy_timeout`` 0): a read or a commit takes microseconds, less than handing it to a
+thread would, and a connection that is alone on its thread never needs the GIL back from
+another thread in the middle of a transaction. Under load that hand-back was the slow part:
+the store's thread held the file's write lock while it waited its turn for the GIL, and the
+other server worker's appends waited behind it. When the file is locked by another process,
+the statement is retried after a short ``asyncio.sleep``, so the loop serves other turns
+meanwhile.
+
+* **Appends** queued during one pass of the event loop are committed together (group
+  commit): one ``BEGIN IMMEDIATE`` and one WAL write for a batch of turns, each still checked
+  against its ``expected_length`` and failing alone.
+* **Checkpoints**, which copy the WAL into the file and fsync it, run on a background thread
+  with a connection of their own (``wal_autocheckpoint`` is off on the loop's connection), so
+  no commit waits for the disk; a WAL past :data:`WAL_RESTART_FRAMES` is checkpointed with
+  ``RESTART`` so that it starts over instead of growing. ``conversations()`` and ``delete()``
+  also run on that thread.
 
 Appends take ``BEGIN IMMEDIATE``, so several processes on the same file (``taiwa run
 --workers N``) still append atomically; the turn lock is in-process, and ``expected_length``
@@ -70,6 +77,13 @@ _INSERT = "INSERT INTO taiwa_events (conversation_id, seq, type, data, stored_at
 _SELECT = "SELECT data FROM taiwa_events WHERE conversation_id = ? AND seq >= ? ORDER BY seq"
 MAX_BATCH = 256
 """Appends committed in one transaction at most (bounds how long the write lock is held)."""
+CHECKPOINT_EVERY = 64
+"""Commits of this process between two background checkpoints."""
+WAL_RESTART_FRAMES = 4096
+"""WAL frames (pages, 16 MB at 4 KiB) past which a checkpoint waits for writers and restarts
+the WAL: with writes never pausing, passive checkpoints alone let it grow without bound."""
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+"""Bytes a restarted WAL file is truncated to (``journal_size_limit``)."""
 
 
 @dataclass(slots=True)
@@ -89,19 +103,37 @@ class SQLiteTrackerStore(TrackerStore):
         self._closed = False
         self._pending: list[_Append] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._commits = 0
+        self._checkpoint: asyncio.Future[None] | None = None
+        self._conn = _connect(self.path)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taiwa-sqlite")
         try:
-            self._conn = self._executor.submit(_connect, self.path).result()
-            self._reader = _open_reader(self.path)
+            self._conn.execute("PRAGMA busy_timeout = 0")
+            self._conn.execute("PRAGMA wal_autocheckpoint = 0")
+            self._background = self._executor.submit(_connect, self.path).result()
         except BaseException:
-            if hasattr(self, "_conn"):
-                self._executor.submit(self._conn.close).result()
+            self._conn.close()
             self._executor.shutdown()
             raise
 
     async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        """``job(connection)`` on the store's thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, job, self._conn)
+        """``job(connection)`` on the background thread (its connection waits for locks)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, job, self._background)
+
+    async def _when_free(self, statements: Callable[[], T]) -> T:
+        """``statements()`` on the loop's connection, tried again after a short sleep while
+        another connection holds the lock it needs (for at most ``BUSY_TIMEOUT_MS``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BUSY_TIMEOUT_MS / 1000
+        pause = _BUSY_FIRST_SLEEP
+        while True:
+            try:
+                return statements()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or loop.time() > deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _BUSY_MAX_SLEEP)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -124,19 +156,20 @@ class SQLiteTrackerStore(TrackerStore):
 
     async def _flush(self) -> None:
         """Commit the queued appends, a batch per transaction, until none is left."""
+        conn = self._conn
         try:
             while self._pending:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 jobs = [(a.conversation_id, a.events, a.expected) for a in batch]
                 try:
-                    outcomes = await self._run(partial(_append_batch, items=jobs))
+                    outcomes: list[int | Exception] = await self._when_free(partial(_append_batch, conn, jobs))
                 except asyncio.CancelledError:
                     for a in (*batch, *self._pending):
                         a.done.cancel()
                     self._pending = []
                     raise
-                except Exception as exc:  # noqa: BLE001 - handed to every append of the batch
-                    outcomes = [exc] * len(batch)
+                except Exception as exc:  # noqa: BLE001 - the batch is rolled back
+                    outcomes = [exc] if len(jobs) == 1 else [await self._alone(job) for job in jobs]
                 for a, outcome in zip(batch, outcomes, strict=True):
                     if a.done.done():  # its caller was cancelled; the append itself happened
                         continue
@@ -144,28 +177,33 @@ class SQLiteTrackerStore(TrackerStore):
                         a.done.set_exception(outcome)
                     else:
                         a.done.set_result(outcome)
+                self._commits += 1
+                if self._commits % CHECKPOINT_EVERY == 0:
+                    self._start_checkpoint()
         finally:
             self._flusher = None
+
+    async def _alone(self, job: tuple[str, list[EncodedEvent], int | None]) -> int | Exception:
+        """``job`` appended in a transaction of its own: its new length, or its error (after a
+        batch failed, so that an error fails only the append it belongs to)."""
+        try:
+            return (await self._when_free(partial(_append_batch, self._conn, [job])))[0]
+        except Exception as exc:  # noqa: BLE001 - the outcome of this append only
+            return exc
+
+    def _start_checkpoint(self) -> None:
+        if self._checkpoint is None or self._checkpoint.done():
+            self._checkpoint = asyncio.get_running_loop().run_in_executor(self._executor, _checkpoint, self._background)
 
     async def load(self, conversation_id: str, *, since: int = 0) -> list[Event]:
         check_since(since)
         self._check_open()
-        try:
-            rows = self._reader.execute(_SELECT, (conversation_id, since)).fetchall()
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
-                raise
-            rows = await self._run(partial(_rows, conversation_id=conversation_id, since=since))
+        rows = await self._when_free(partial(_rows, self._conn, conversation_id, since))
         return [decode_event(data) for (data,) in rows]
 
     async def length(self, conversation_id: str) -> int:
         self._check_open()
-        try:
-            return _length(self._reader, conversation_id)
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
-                raise
-            return await self._run(partial(_length, conversation_id=conversation_id))
+        return await self._when_free(partial(_length, self._conn, conversation_id))
 
     async def conversations(self) -> list[str]:
         self._check_open()
@@ -182,27 +220,14 @@ class SQLiteTrackerStore(TrackerStore):
         if self._flusher is not None:
             # Appends already accepted are committed before the connection closes.
             await asyncio.shield(self._flusher)
-        self._reader.close()
-        # Queued behind any job still running, so those finish first.
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
+        # Queued behind a checkpoint or delete still running, so those finish first.
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._background.close)
         self._executor.shutdown()
+        self._conn.close()
 
     def lock(self, conversation_id: str, *, timeout: float = DEFAULT_LOCK_TIMEOUT) -> AbstractAsyncContextManager[None]:
         self._check_open()
         return self._locks.hold(conversation_id, timeout)
-
-
-def _open_reader(path: Path) -> sqlite3.Connection:
-    """The read-only connection used on the caller's thread: never waits for a lock (a busy
-    read is retried on the store's thread)."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    try:
-        conn.execute("PRAGMA query_only = 1")
-        conn.execute("PRAGMA busy_timeout = 0")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -234,6 +259,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         # workers opening one new file at once got "database is locked" here.
         _when_not_busy(conn, "PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         _when_not_busy(conn, "BEGIN IMMEDIATE")
         conn.execute(_SCHEMA)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -258,14 +284,11 @@ def _length(conn: sqlite3.Connection, conversation_id: str) -> int:
 def _append_batch(
     conn: sqlite3.Connection, items: Sequence[tuple[str, list[EncodedEvent], int | None]]
 ) -> list[int | Exception]:
-    """Each item's new length, or its ConcurrentWriteError, all committed in one transaction.
-
-    An unexpected error (a constraint, the disk) rolls the batch back, and every item is then
-    tried again in a transaction of its own, so it fails only the append it belongs to.
-    """
+    """Each item's new length, or its ConcurrentWriteError, all committed in one transaction;
+    any other error rolls the whole batch back and is raised."""
     # IMMEDIATE takes the write lock now, so no other process can append between the
-    # length reads and the inserts.
-    _when_not_busy(conn, "BEGIN IMMEDIATE")
+    # length reads and the inserts; on a busy file it fails at once, and the caller retries.
+    conn.execute("BEGIN IMMEDIATE")
     outcomes: list[int | Exception] = []
     try:
         now = time.time()
@@ -279,25 +302,11 @@ def _append_batch(
             )
             outcomes.append(length + len(events))
         conn.execute("COMMIT")
-    except Exception:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        if len(items) == 1:
-            raise
-        return [_outcome_alone(conn, item) for item in items]
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
     return outcomes
-
-
-def _outcome_alone(conn: sqlite3.Connection, item: tuple[str, list[EncodedEvent], int | None]) -> int | Exception:
-    """``item`` appended in a transaction of its own: its new length, or its error."""
-    try:
-        return _append_batch(conn, [item])[0]
-    except Exception as exc:  # noqa: BLE001 - the outcome of this item only
-        return exc
 
 
 def _when_not_busy(conn: sqlite3.Connection, statement: str) -> None:
@@ -328,8 +337,21 @@ def _when_not_busy(conn: sqlite3.Connection, statement: str) -> None:
 
 
 def _rows(conn: sqlite3.Connection, conversation_id: str, since: int) -> list[tuple[str]]:
+    """The stored JSON of the conversation's events from ``since`` on."""
     rows: list[tuple[str]] = conn.execute(_SELECT, (conversation_id, since)).fetchall()
     return rows
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    """Copy the WAL into the database file; restart the WAL once it has grown long. A
+    checkpoint that finds the file busy is left to the next one."""
+    try:
+        _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if frames > WAL_RESTART_FRAMES:
+            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+    except sqlite3.OperationalError as exc:
+        if not _is_busy(exc):
+            raise
 
 
 def _conversations(conn: sqlite3.Connection) -> list[str]:

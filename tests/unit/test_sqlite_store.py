@@ -11,7 +11,7 @@ from pathlib import Path
 
 from engine.events import BotUttered, Event, UserUttered
 from engine.stores.base import ConcurrentWriteError
-from engine.stores.sqlite import SQLiteTrackerStore
+from engine.stores.sqlite import WAL_RESTART_FRAMES, WAL_SIZE_LIMIT, SQLiteTrackerStore
 
 PROCESSES = 4
 ROUNDS = 20
@@ -89,35 +89,78 @@ async def test_an_append_sqlite_refuses_fails_alone(tmp_path: Path) -> None:
         assert await store.load("a") == _said("a") and await store.load("b") == _said("b")
 
 
-class _BusyOnce:
-    """Stands in for the store's read connection: the first statement finds the file busy, as
-    a read does while another connection recovers the WAL (rare, and not reproducible on
-    demand with real connections: WAL readers are otherwise never blocked)."""
+class _BusyTwice:
+    """Stands in for the store's connection: the first two reads find the file busy, as a
+    read does while another connection recovers the WAL or restarts it (rare, and not
+    reproducible on demand with real connections: WAL readers are otherwise never blocked)."""
 
     def __init__(self, real: sqlite3.Connection) -> None:
         self.real = real
         self.busy = 2
 
     def execute(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
-        if self.busy:
+        if self.busy and sql.startswith("SELECT"):
             self.busy -= 1
             exc = sqlite3.OperationalError("database is locked")
             exc.sqlite_errorcode = sqlite3.SQLITE_BUSY
             raise exc
         return self.real.execute(sql, params)
 
-    def close(self) -> None:
-        self.real.close()
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
 
 
-async def test_a_read_that_finds_the_file_busy_is_retried_on_the_stores_thread(tmp_path: Path) -> None:
+async def test_a_read_that_finds_the_file_busy_is_tried_again(tmp_path: Path) -> None:
     async with SQLiteTrackerStore(tmp_path / "t.db") as store:
         await store.append("c", _said("hi"))
-        store._reader = _BusyOnce(store._reader)  # type: ignore[assignment]
+        store._conn = _BusyTwice(store._conn)  # type: ignore[assignment]
         assert await store.load("c") == _said("hi")
         assert await store.length("c") == 2
-        assert store._reader.busy == 0  # type: ignore[attr-defined]
+        assert store._conn.busy == 0  # type: ignore[attr-defined]
         assert await store.load("c", since=1) == _said("hi")[1:]
+
+
+async def test_an_append_waits_while_another_process_writes(tmp_path: Path) -> None:
+    # Another connection (another server worker) holds the write lock for 0.3 s: the append
+    # waits for it without blocking the event loop, then commits.
+    path = tmp_path / "t.db"
+    async with SQLiteTrackerStore(path) as store:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.3, lambda: (other.execute("COMMIT"), other.close()))
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        started = loop.time()
+        assert await store.append("c", _said("hi"), expected_length=0) == 2
+        ticker.cancel()
+        assert loop.time() - started >= 0.25
+        assert ticks >= 10  # the loop kept running while the append waited
+        assert await store.load("c") == _said("hi")
+
+
+async def test_the_wal_is_checkpointed_and_restarts_instead_of_growing(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    async with SQLiteTrackerStore(path) as store:
+        big = [BotUttered("x" * 3000)]
+        lengths: dict[str, int] = {}
+        for i in range(6000):  # ~26,000 pages through the WAL, one append per commit
+            cid = f"c{i % 50}"
+            lengths[cid] = await store.append(cid, big, expected_length=lengths.get(cid, 0))
+        if store._checkpoint is not None:
+            await store._checkpoint
+        with sqlite3.connect(path) as conn:
+            _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        # Restarts keep it near WAL_RESTART_FRAMES (more while writes go on during one).
+        assert frames < 3 * WAL_RESTART_FRAMES
+        assert path.with_name(path.name + "-wal").stat().st_size <= WAL_SIZE_LIMIT
 
 
 async def test_close_commits_the_appends_already_accepted(tmp_path: Path) -> None:
