@@ -108,7 +108,9 @@ def _serve(args: argparse.Namespace, env: dict[str, str]) -> int:
     # The project and model loaded above serve every worker: one worker runs in this process;
     # several are forked from it after the load, so they start at once and share the
     # model's memory (copy-on-write) instead of each importing and loading everything again.
-    settings = ServerSettings(args.project.resolve(), args.model, args.store, env, loaded=project, nlu=nlu)
+    settings = ServerSettings(
+        args.project.resolve(), args.model, args.store, env, loaded=project, nlu=nlu, workers=args.workers
+    )
     try:
         # Built here once: one worker serves in this process; several are forked from it and
         # serve this same app (no worker imports or builds anything again).

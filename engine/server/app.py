@@ -33,6 +33,7 @@ from engine import events as ev
 from engine.dialogue.wire import bot_message_dict
 from engine.events import BotUttered, event_to_dict
 from engine.server.auth import Auth, Role
+from engine.server.balance import ConnectionBalance
 from engine.server.body import ID, METADATA, TEXT, json_body, obj, path_id
 from engine.server.channels.base import ChannelContext, Incoming
 from engine.server.errors import ApiError, install_error_handler
@@ -71,6 +72,9 @@ class ServerSettings:
     nlu: Any = None
     """The NLU model already loaded (an ``NluModel``): one worker, or workers forked from the
     process that loaded it, which then share its memory."""
+    workers: int = 1
+    """Worker processes that will serve this app (forked after it is built): with more than
+    one, they keep their keep-alive connections evenly spread (:mod:`engine.server.balance`)."""
 
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -150,6 +154,7 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
             raise ValueError(f"{RATE_LIMIT_STORE_ENV}: {exc}") from None
     background: set[asyncio.Task[None]] = set()
     http_session: list[aiohttp.ClientSession] = []
+    balance = ConnectionBalance(settings.workers) if settings.workers > 1 else None
     audit_path = settings.audit_log or Path(
         settings.env.get("TAIWA_AUDIT_LOG") or settings.project / ".taiwa" / "audit.jsonl"
     )
@@ -287,15 +292,35 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
 
         app_.add_task(stop_when_asked(), name="taiwa-stop-on-signal")
 
-    async def close_when_stopping(request: Request, response: Any) -> None:
+    async def close_when_asked(request: Request, response: Any) -> None:
         # Sanic closes idle keep-alive connections once, when it stops; a turn still in flight
         # then would keep its connection open until the graceful timeout. Answer it, then close.
-        if stopping:
+        # A worker holding more than its share of the connections closes one the same way.
+        if stopping or (balance is not None and balance.should_close()):
             http1: Any = request.stream
             if http1 is not None:
                 http1.keep_alive = False
 
-    app.register_middleware(close_when_stopping, "response")
+    app.register_middleware(close_when_asked, "response")
+
+    if balance is not None:
+        spread = balance
+
+        @app.signal("http.lifecycle.begin")
+        async def connection_opened(conn_info: Any) -> None:
+            spread.opened()
+
+        @app.signal("http.lifecycle.complete")
+        async def connection_closed(conn_info: Any) -> None:
+            spread.closed()
+
+        @app.before_server_start
+        async def join_the_balance(app_: Sanic[Any, Any]) -> None:
+            spread.join()
+
+        @app.after_server_stop
+        async def leave_the_balance(app_: Sanic[Any, Any]) -> None:
+            spread.leave()
 
     @app.before_server_stop
     async def drain(app_: Sanic[Any, Any]) -> None:
