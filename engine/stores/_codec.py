@@ -27,7 +27,7 @@ def encode_events(events: Sequence[Event]) -> list[EncodedEvent]:
     for event in events:
         try:
             text = event_json(event)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:  # RecursionError: a value contains itself
             raise ValueError(f"event {event!r} does not serialise to JSON: {exc}") from exc
         encoded.append(EncodedEvent(type=event.type, data=text))
     return encoded
