@@ -34,7 +34,7 @@ from engine.dialogue.wire import bot_message_dict
 from engine.events import BotUttered, event_to_dict
 from engine.server.auth import Auth, Role
 from engine.server.balance import ConnectionBalance
-from engine.server.body import ID, METADATA, TEXT, json_body, obj, path_id
+from engine.server.body import MESSAGE_BODY, PARSE_BODY, TRIGGER_BODY, json_body, path_id
 from engine.server.channels.base import ChannelContext, Incoming
 from engine.server.errors import ApiError, install_error_handler
 from engine.server.ratelimit import Bucket, Limiter, TokenBuckets, redis_limiter, retry_after
@@ -399,7 +399,7 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
     @app.post("/model/parse")
     async def parse(request: Request) -> HTTPResponse:
         need(request, "reader")
-        body = json_body(request, obj({"text": TEXT}, ("text",)))
+        body = json_body(request, PARSE_BODY)
         return json(assistant().nlu.parse(body["text"]).to_dict())
 
     @app.get("/conversations/<cid:str>/tracker")
@@ -424,7 +424,7 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
     async def messages(request: Request, cid: str) -> HTTPResponse:
         cid = path_id(unquote(cid), "cid")
         need(request, "operator")
-        body = json_body(request, obj({"text": TEXT, "message_id": ID, "metadata": METADATA}, ("text",)))
+        body = json_body(request, MESSAGE_BODY)
         await limit(f"api:{cid}")
         result = await run_turn(cid, body["text"], "api", body.get("message_id"), body.get("metadata") or {})
         return json(_turn_json(result))
@@ -433,16 +433,7 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
     async def trigger(request: Request, cid: str) -> HTTPResponse:
         cid = path_id(unquote(cid), "cid")
         need(request, "operator")
-        body = json_body(
-            request,
-            obj(
-                {
-                    "name": {"type": "string", "pattern": "^[A-Za-z_][\\w\\-.]*$", "maxLength": 128},
-                    "entities": METADATA,
-                },
-                ("name",),
-            ),
-        )
+        body = json_body(request, TRIGGER_BODY)
         a = assistant()
         if body["name"] not in a.project.domain.intents:
             raise ApiError(400, "unknown_intent", f"No intent {body['name']!r} in the domain.")

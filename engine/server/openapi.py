@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from engine.server.body import ID, METADATA, TEXT, obj
+from engine.server.body import ID, MESSAGE_BODY, METADATA, PARSE_BODY, obj
 from engine.server.channels.rest import SCHEMA as REST_SCHEMA
 
 ERROR = {
@@ -112,7 +112,7 @@ def document(version: str, intents: Sequence[str] = ()) -> dict[str, Any]:
                 "post": {
                     "summary": "What the NLU understands of a text",
                     "security": SECURED,
-                    "requestBody": _body(obj({"text": TEXT}, ("text",))),
+                    "requestBody": _body(PARSE_BODY),
                     "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 403)},
                 }
             },
@@ -129,7 +129,7 @@ def document(version: str, intents: Sequence[str] = ()) -> dict[str, Any]:
                     "summary": "Send a user message; run one turn",
                     "security": SECURED,
                     "parameters": [CID],
-                    "requestBody": _body(obj({"text": TEXT, "message_id": ID, "metadata": METADATA}, ("text",))),
+                    "requestBody": _body(MESSAGE_BODY),
                     "responses": {"200": _json(TURN), **_errors(*TURN_ERRORS, 401, 403)},
                 }
             },
