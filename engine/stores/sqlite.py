@@ -6,10 +6,10 @@ but never corrupts the file, and a crash of the process loses nothing.
 
 Statements run on the event loop's thread, on one connection that never waits inside SQLite
 (``busy_timeout`` 0): a read or a commit takes microseconds, less than handing it to a
-thread would, and a connection that is alone on its thread never needs the GIL back from
-another thread in the middle of a transaction. Under load that hand-back was the slow part:
-the store's thread held the file's write lock while it waited its turn for the GIL, and the
-other server worker's appends waited behind it. When the file is locked by another process,
+thread would, and the thread that holds the file's write lock is the one that already holds
+the GIL. Under load that was the slow part of running them on a thread of their own: that
+thread held the write lock while it waited its turn for the GIL (the loop's thread keeps it
+up to the 5 ms switch interval), and the other server worker's appends waited behind it. When the file is locked by another process,
 the statement is retried after a short ``asyncio.sleep``, so the loop serves other turns
 meanwhile.
 
@@ -30,6 +30,7 @@ turns a turn raced by another process into a :class:`ConcurrentWriteError`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -54,6 +55,8 @@ from engine.stores.base import (
 )
 
 T = TypeVar("T")
+
+log = logging.getLogger("taiwa.stores.sqlite")
 
 SCHEMA_VERSION = 1
 """``PRAGMA user_version`` of the files this module writes."""
@@ -194,6 +197,7 @@ class SQLiteTrackerStore(TrackerStore):
     def _start_checkpoint(self) -> None:
         if self._checkpoint is None or self._checkpoint.done():
             self._checkpoint = asyncio.get_running_loop().run_in_executor(self._executor, _checkpoint, self._background)
+            self._checkpoint.add_done_callback(_report_checkpoint)
 
     async def load(self, conversation_id: str, *, since: int = 0) -> list[Event]:
         check_since(since)
@@ -340,6 +344,12 @@ def _rows(conn: sqlite3.Connection, conversation_id: str, since: int) -> list[tu
     """The stored JSON of the conversation's events from ``since`` on."""
     rows: list[tuple[str]] = conn.execute(_SELECT, (conversation_id, since)).fetchall()
     return rows
+
+
+def _report_checkpoint(done: asyncio.Future[None]) -> None:
+    """A checkpoint that failed (the disk, not a busy file) is logged; the next one tries again."""
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("SQLite checkpoint of the tracker store failed: %s", done.exception())
 
 
 def _checkpoint(conn: sqlite3.Connection) -> None:
