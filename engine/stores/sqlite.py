@@ -238,7 +238,7 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
-# -- on the store's thread ----------------------------------------------------------------
+# -- statements: on the loop's connection, or the background thread's ---------------------
 
 
 def _connect(path: Path) -> sqlite3.Connection:
