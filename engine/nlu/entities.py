@@ -160,12 +160,22 @@ def token_features(tokens: Sequence[str], i: int) -> list[str]:
     n = len(tokens)
     for d in (-2, -1, 1, 2):
         j = i + d
-        feats.append(f"w{d}={tokens[j].lower() if 0 <= j < n else ('<s>' if j < 0 else '</s>')}")
+        feats.append(_neighbour_word(d, tokens[j] if 0 <= j < n else None))
     if i - 1 >= 0:
-        feats.append(f"sh-1={_shape(tokens[i - 1])}")
+        feats.append(_neighbour_shape(-1, tokens[i - 1]))
     if i + 1 < n:
-        feats.append(f"sh+1={_shape(tokens[i + 1])}")
+        feats.append(_neighbour_shape(1, tokens[i + 1]))
     return feats
+
+
+def _neighbour_word(d: int, word: str | None) -> str:
+    """The feature a token gets from the word ``d`` places away (``None``: past either end)."""
+    return f"w{d}={word.lower() if word is not None else ('<s>' if d < 0 else '</s>')}"
+
+
+def _neighbour_shape(d: int, word: str) -> str:
+    """The feature a token gets from the shape of the word next to it (``d`` is -1 or 1)."""
+    return f"sh{d:+d}={_shape(word)}"
 
 
 def _label(entity: str, role: str | None, group: str | None) -> str:
@@ -266,12 +276,10 @@ class TaggerModel:
         if where == 0:
             assert word is not None
             feats: Sequence[str] = _own_features(word)
-        elif word is None:
-            feats = (f"w{where}={'<s>' if where < 0 else '</s>'}",)
-        elif where in (-1, 1):
-            feats = (f"w{where}={word.lower()}", f"sh{where:+d}={_shape(word)}")
+        elif word is not None and where in (-1, 1):
+            feats = (_neighbour_word(where, word), _neighbour_shape(where, word))
         else:
-            feats = (f"w{where}={word.lower()}",)
+            feats = (_neighbour_word(where, word),)
         rows = [self.vocab[f] for f in feats if f in self.vocab]
         vec = self.weights[rows].sum(axis=0) if rows else np.zeros(len(self.tags), dtype=self.weights.dtype)
         if len(self._parts) >= PART_CACHE_SIZE:
