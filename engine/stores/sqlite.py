@@ -107,7 +107,11 @@ class SQLiteTrackerStore(TrackerStore):
         self._pending: list[_Append] = []
         self._flusher: asyncio.Task[None] | None = None
         self._commits = 0
-        self._checkpoint: asyncio.Future[None] | None = None
+        self._checkpoint: asyncio.Future[int] | None = None
+        self._writes_open = asyncio.Event()
+        """Cleared while a RESTART checkpoint runs: this process's appends then wait for it
+        (it cannot take the write lock from a writer that never pauses)."""
+        self._writes_open.set()
         self._conn = _connect(self.path)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taiwa-sqlite")
         try:
@@ -162,6 +166,7 @@ class SQLiteTrackerStore(TrackerStore):
         conn = self._conn
         try:
             while self._pending:
+                await self._writes_open.wait()
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 jobs = [(a.conversation_id, a.events, a.expected) for a in batch]
                 try:
@@ -194,10 +199,26 @@ class SQLiteTrackerStore(TrackerStore):
         except Exception as exc:  # noqa: BLE001 - the outcome of this append only
             return exc
 
-    def _start_checkpoint(self) -> None:
-        if self._checkpoint is None or self._checkpoint.done():
-            self._checkpoint = asyncio.get_running_loop().run_in_executor(self._executor, _checkpoint, self._background)
-            self._checkpoint.add_done_callback(_report_checkpoint)
+    def _start_checkpoint(self, restart: bool = False) -> None:
+        """A PASSIVE checkpoint on the background thread; a WAL past ``WAL_RESTART_FRAMES``
+        is then checkpointed with RESTART while this process's appends wait."""
+        if restart or self._checkpoint is None or self._checkpoint.done():
+            if restart:
+                self._writes_open.clear()
+            self._checkpoint = asyncio.get_running_loop().run_in_executor(
+                self._executor, partial(_checkpoint, restart=restart), self._background
+            )
+            self._checkpoint.add_done_callback(partial(self._checkpointed, restart))
+
+    def _checkpointed(self, restarted: bool, done: asyncio.Future[int]) -> None:
+        if restarted:
+            self._writes_open.set()
+        if done.cancelled():
+            return
+        if done.exception() is not None:
+            log.warning("SQLite checkpoint of the tracker store failed: %s", done.exception())
+        elif not restarted and done.result() > WAL_RESTART_FRAMES and not self._closed:
+            self._start_checkpoint(restart=True)
 
     async def load(self, conversation_id: str, *, since: int = 0) -> list[Event]:
         check_since(since)
@@ -346,22 +367,17 @@ def _rows(conn: sqlite3.Connection, conversation_id: str, since: int) -> list[tu
     return rows
 
 
-def _report_checkpoint(done: asyncio.Future[None]) -> None:
-    """A checkpoint that failed (the disk, not a busy file) is logged; the next one tries again."""
-    if not done.cancelled() and done.exception() is not None:
-        log.warning("SQLite checkpoint of the tracker store failed: %s", done.exception())
-
-
-def _checkpoint(conn: sqlite3.Connection) -> None:
-    """Copy the WAL into the database file; restart the WAL once it has grown long. A
-    checkpoint that finds the file busy is left to the next one."""
+def _checkpoint(conn: sqlite3.Connection, restart: bool) -> int:
+    """Copy the WAL into the database file (RESTART: and make the next writer start the WAL
+    over); returns the WAL's length in frames. One that finds the file busy is left to the
+    next (a failure that is not is logged by the caller)."""
     try:
-        _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        if frames > WAL_RESTART_FRAMES:
-            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        _, frames, _ = conn.execute(f"PRAGMA wal_checkpoint({'RESTART' if restart else 'PASSIVE'})").fetchone()
     except sqlite3.OperationalError as exc:
         if not _is_busy(exc):
             raise
+        return 0
+    return int(frames)
 
 
 def _conversations(conn: sqlite3.Connection) -> list[str]:
