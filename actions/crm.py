@@ -81,7 +81,8 @@ def _not_found() -> list[Event]:
     ]
 
 
-@action("crm_lookup", timeout=2.0, idempotent=True)
+# inline: one indexed read of a local SQLite file in WAL mode, which never waits for a writer.
+@action("crm_lookup", timeout=2.0, idempotent=True, inline=True)
 def crm_lookup(ctx: ActionContext) -> list[Event]:
     """Set ``account_found`` and the account's name, plan and status when id and birth date match."""
     customer_id = normalise_customer_id(ctx.slots.get("customer_id"))

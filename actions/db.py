@@ -76,8 +76,8 @@ _local = threading.local()
 
 def connection(config: Mapping[str, Any] | None = None) -> sqlite3.Connection:
     """This thread's open connection to the database (opened, and seeded if need be, on first
-    use): tools run on a small pool of threads, and opening the file and checking its tables
-    on every call cost more than the query. Use it as ``with connection(cfg) as conn:`` for a
+    use): tools run on a small pool of threads, or inline on the event loop's, and opening the
+    file and checking its tables on every call cost more than the query. Use it as ``with connection(cfg) as conn:`` for a
     transaction; do not close it."""
     # Keyed by the setting, not the resolved path: db_path creates folders, once is enough.
     key = str(_configured(config) or "")

@@ -139,7 +139,8 @@ def search(question: str) -> Article | None:
     return best
 
 
-@action("kb_search", timeout=2.0, idempotent=True)
+# inline: an in-memory search (tens of microseconds) runs on the event loop, without a thread.
+@action("kb_search", timeout=2.0, idempotent=True, inline=True)
 def kb_search(ctx: ActionContext) -> list[Event]:
     """Set ``kb_answer`` / ``kb_article_id`` from the best article, or clear them."""
     question = ctx.slots.get("question")

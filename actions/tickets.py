@@ -23,6 +23,7 @@ def format_ticket_id(number: int) -> str:
     return f"T-{number:06d}"
 
 
+# Not inline: the write may wait for another server worker's write lock, on a worker thread.
 @action("create_ticket", timeout=3.0, idempotent=True)
 def create_ticket(ctx: ActionContext) -> list[Event]:
     """Create the ticket (or find the one already created for the same request); set ``ticket_id``."""

@@ -306,6 +306,10 @@ def check_events(name: str, value: object) -> tuple[Event, ...]:
 DEFAULT_THREADS = 16
 """Worker threads for synchronous actions (``TAIWA_ACTION_THREADS``)."""
 
+INLINE_SLOW = 0.02
+"""Seconds an ``inline`` action may hold the event loop before a warning says it should not be
+inline (every conversation of the worker waits while it runs)."""
+
 QUEUE_TIMEOUT = 30.0
 """Seconds a synchronous action may wait for a free worker thread before it counts as timed out."""
 
@@ -326,6 +330,7 @@ class LocalActionRunner:
         self._backoff = backoff or Backoff()
         self._threads = max(1, threads)
         self._pool: ThreadPoolExecutor | None = None
+        self._warned_slow: set[str] = set()
 
     def has(self, name: str) -> bool:
         return name in self._specs
@@ -382,6 +387,13 @@ class LocalActionRunner:
         loop = asyncio.get_running_loop()
         if _is_async(spec.func):
             return await _bounded(spec.func(ctx), spec.timeout)
+        if spec.inline:
+            began = time.perf_counter()
+            try:
+                value: object = spec.func(ctx)
+            finally:
+                self._check_inline(spec, time.perf_counter() - began)
+            return await _bounded(value, spec.timeout)
         started = asyncio.Event()
 
         def in_thread() -> object:
@@ -397,6 +409,17 @@ class LocalActionRunner:
         if inspect.isawaitable(result):
             result = await _bounded(result, spec.timeout)
         return result
+
+    def _check_inline(self, spec: ActionSpec, seconds: float) -> None:
+        if seconds > INLINE_SLOW and spec.name not in self._warned_slow:
+            self._warned_slow.add(spec.name)
+            logger.warning(
+                "inline action %r held the event loop for %.0f ms; every conversation of this worker "
+                "waited. Fix: if it can block or run long, drop inline=True from its @action (%s)",
+                spec.name,
+                seconds * 1000,
+                spec.source,
+            )
 
 
 class _ToolTimedOutError(TimeoutError):

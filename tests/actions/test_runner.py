@@ -101,6 +101,64 @@ def test_a_registered_sync_action_runs_in_a_worker_thread_with_the_runners_confi
     assert seen["sender"] == "u-7"
 
 
+def test_an_inline_sync_action_runs_on_the_event_loops_thread(isolated_actions: None) -> None:
+    seen: dict[str, Any] = {}
+
+    @action("quick", timeout=1.0, inline=True)
+    def quick(ctx: ActionContext) -> list[Event]:
+        seen["thread"] = threading.get_ident()
+        seen["loop"] = asyncio.get_running_loop()  # raises outside the loop's thread
+        return [SlotSet("ok", ctx.sender_id)]
+
+    @action("quick_but_broken", timeout=1.0, inline=True)
+    def broken(ctx: ActionContext) -> list[Event]:
+        raise KeyError("customer_id")
+
+    specs = dict(registered_actions())
+    assert specs["quick"].inline and not specs["quick_but_broken"].idempotent
+
+    async def both() -> tuple[ActionOutcome, ActionOutcome, int]:
+        runner = LocalActionRunner(specs, backoff=FAST)
+        ok = await runner.run("quick", ActionContext("u-9", {}))
+        failed = await runner.run("quick_but_broken", ActionContext("u-9", {}))
+        return ok, failed, threading.get_ident()
+
+    ok, failed, loop_thread = asyncio.run(both())
+    assert ok.ok and ok.events == (SlotSet("ok", "u-9"),)
+    assert seen["thread"] == loop_thread
+    # Failures are classified as for any action.
+    assert failed.status == "failed" and failed.error_type == "tool_error" and failed.attempts == 1
+
+
+def test_inline_is_refused_for_an_async_action(isolated_actions: None) -> None:
+    async def already_on_the_loop(ctx: ActionContext) -> list[Event]:
+        return []
+
+    with pytest.raises(ValueError, match=r"'async_inline'.*Fix: remove inline=True"):
+        action("async_inline", inline=True)(already_on_the_loop)
+    assert "async_inline" not in registered_actions()
+
+
+def test_an_inline_action_that_holds_the_loop_is_reported_once(caplog: pytest.LogCaptureFixture) -> None:
+    def slow(ctx: ActionContext) -> list[Event]:
+        time.sleep(0.03)
+        return [SlotSet("done", True)]
+
+    inline_spec = ActionSpec("slow_inline", slow, 1.0, False, 0, "tests:slow", inline=True)
+
+    async def twice() -> list[ActionOutcome]:
+        runner = LocalActionRunner({"slow_inline": inline_spec})
+        ctx = ActionContext("u", {})
+        return [await runner.run("slow_inline", ctx), await runner.run("slow_inline", ctx)]
+
+    with caplog.at_level("WARNING", logger="engine.actions.runner"):
+        outcomes = asyncio.run(twice())
+    assert all(o.ok and o.events == (SlotSet("done", True),) for o in outcomes)
+    warnings = [r.getMessage() for r in caplog.records if "held the event loop" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "'slow_inline'" in warnings[0] and "drop inline=True" in warnings[0] and "tests:slow" in warnings[0]
+
+
 def test_a_context_with_its_own_config_keeps_it() -> None:
     seen: list[dict[str, Any]] = []
 
@@ -118,6 +176,9 @@ def test_the_reference_kb_search_through_the_runner(isolated_actions: None) -> N
         del sys.modules[key]  # import afresh so the decorators register (the fixture restores it all)
     specs = discover_actions(ROOT)
     assert {"kb_search", "crm_lookup", "create_ticket"} <= set(specs)
+    # The in-memory search and the read-only lookup run on the loop; the ticket write, which
+    # may wait for another worker's write lock, on a worker thread.
+    assert specs["kb_search"].inline and specs["crm_lookup"].inline and not specs["create_ticket"].inline
     runner = LocalActionRunner(specs)
     ctx = ActionContext("u", {"question": "I forgot my password, how do I reset it?"})
     outcome = asyncio.run(runner.run("kb_search", ctx))
