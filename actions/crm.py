@@ -82,6 +82,7 @@ def _not_found() -> list[Event]:
 
 
 # inline: one indexed read of a local SQLite file in WAL mode, which never waits for a writer.
+# A lookup that calls a real CRM's API over the network must not be inline: remove it then.
 @action("crm_lookup", timeout=2.0, idempotent=True, inline=True)
 def crm_lookup(ctx: ActionContext) -> list[Event]:
     """Set ``account_found`` and the account's name, plan and status when id and birth date match."""

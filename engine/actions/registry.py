@@ -86,7 +86,8 @@ def action(
     ``def`` on the event loop's thread too: for quick code that never waits (computation, an
     in-memory or local read-only lookup). It saves the two hand-overs between threads, which
     under load cost each call milliseconds of waiting for the GIL. An inline action cannot be
-    stopped at its ``timeout``; one that holds the loop for longer than
+    stopped at its ``timeout``: when it returns later, its result is dropped and the call is a
+    ``tool_timeout`` as on a thread, and one that holds the loop for longer than
     :data:`engine.actions.runner.INLINE_SLOW` is logged as a warning.
     """
     if timeout <= 0:

@@ -391,9 +391,12 @@ class LocalActionRunner:
             began = time.perf_counter()
             try:
                 value: object = spec.func(ctx)
-            finally:
-                self._check_inline(spec, time.perf_counter() - began)
-            return await _bounded(value, spec.timeout)
+            except Exception as exc:
+                self._after_inline(spec, time.perf_counter() - began, exc)
+                raise
+            took = time.perf_counter() - began
+            self._after_inline(spec, took)
+            return await _bounded(value, spec.timeout - took)
         started = asyncio.Event()
 
         def in_thread() -> object:
@@ -410,7 +413,15 @@ class LocalActionRunner:
             result = await _bounded(result, spec.timeout)
         return result
 
-    def _check_inline(self, spec: ActionSpec, seconds: float) -> None:
+    def _after_inline(self, spec: ActionSpec, seconds: float, error: Exception | None = None) -> None:
+        """Warn about an inline action that held the loop; an inline call that ran past its
+        timeout could not be stopped, but its contract holds: what it returned or raised after
+        the timeout is not used, and the call is a ``tool_timeout`` as on a thread."""
+        self._warn_if_slow(spec, seconds)
+        if seconds > spec.timeout:
+            raise _ToolTimedOutError() from error
+
+    def _warn_if_slow(self, spec: ActionSpec, seconds: float) -> None:
         if seconds > INLINE_SLOW and spec.name not in self._warned_slow:
             self._warned_slow.add(spec.name)
             logger.warning(

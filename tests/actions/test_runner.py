@@ -139,6 +139,24 @@ def test_inline_is_refused_for_an_async_action(isolated_actions: None) -> None:
     assert "async_inline" not in registered_actions()
 
 
+@pytest.mark.parametrize("ending", ["returns", "raises"])
+def test_an_inline_action_past_its_timeout_is_tool_timeout_and_its_result_unused(ending: str) -> None:
+    calls: list[int] = []
+
+    def overran(ctx: ActionContext) -> list[Event]:
+        calls.append(1)
+        time.sleep(0.05)
+        if ending == "raises":
+            raise RuntimeError("late failure")
+        return [SlotSet("late", True)]
+
+    late = ActionSpec("overran", overran, 0.02, True, 1, "tests:overran", inline=True)
+    outcome = run([late], "overran")
+    assert outcome.status == "failed" and outcome.error_type == "tool_timeout", outcome
+    assert outcome.events == () and "0.02 s" in (outcome.message or "")
+    assert len(calls) == 2 and outcome.attempts == 2  # idempotent: retried like any timeout
+
+
 def test_an_inline_action_that_holds_the_loop_is_reported_once(caplog: pytest.LogCaptureFixture) -> None:
     def slow(ctx: ActionContext) -> list[Event]:
         time.sleep(0.03)
