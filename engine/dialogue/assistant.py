@@ -16,7 +16,7 @@ from typing import Any
 from engine.actions.registry import discover_actions
 from engine.actions.remote import remote_runner_from_env
 from engine.actions.runner import DEFAULT_THREADS, DispatchingRunner, LocalActionRunner
-from engine.dialogue.executor import Switches
+from engine.dialogue.emergency import EmergencyWatch
 from engine.dialogue.processor import MessageProcessor
 from engine.loading.project import Project, load_project_or_raise
 from engine.nlu.artifact import load_model
@@ -31,7 +31,8 @@ ACTION_THREADS_ENV = "TAIWA_ACTION_THREADS"
 """Worker threads for synchronous actions (default 16)."""
 
 TOOLS_OFF_ENV = "TAIWA_TOOLS_OFF"
-"""Comma-separated tools switched off at start (operators can switch them at run time)."""
+"""Comma-separated tools switched off for the life of the process (whatever ``policies/`` says);
+``emergency.tools`` in ``policies/`` switches tools on and off while it runs."""
 
 
 def default_store_url(project_root: Path) -> str:
@@ -46,6 +47,8 @@ class Assistant:
     store: TrackerStore
     processor: MessageProcessor
     store_url: str
+    emergency: EmergencyWatch
+    """The emergency switches in force, followed in ``policies/`` while it runs."""
 
     async def close(self) -> None:
         await self.processor.runner.close()
@@ -88,13 +91,14 @@ async def open_assistant(
     threads = int(environ.get(ACTION_THREADS_ENV, "") or DEFAULT_THREADS)
     local = LocalActionRunner(discover_actions(root), action_config, threads=threads)
     runner = DispatchingRunner(local, remote_runner_from_env(environ))
+    # Edits to policies/ `emergency:` apply while it runs (SAFE_MODE, a tool off, STRICT_POLICY).
+    watch = EmergencyWatch(project, tools_off=tools_off_from_env(environ))
     llm = None
     if project.policies.llm_fallback.enabled:
         from engine.llm.fallback import LlmFallback
 
-        llm = LlmFallback.from_policies(project.policies, project.domain, environ=environ)
-    off = tools_off_from_env(environ)
+        llm = LlmFallback.from_policies(project.policies, project.domain, environ=environ, emergency=watch.current)
     processor = MessageProcessor(
-        project, nlu, store, runner, llm=llm, switches=lambda: Switches(off), action_config=action_config
+        project, nlu, store, runner, llm=llm, switches=watch.switches, action_config=action_config
     )
-    return Assistant(project, nlu, store, processor, url)
+    return Assistant(project, nlu, store, processor, url, watch)

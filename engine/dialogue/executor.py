@@ -50,7 +50,7 @@ from engine.flows.model import (
     Step,
     UtterStep,
 )
-from engine.policies.config import PolicyConfig
+from engine.policies.config import EmergencyConfig, PolicyConfig
 
 log = logging.getLogger("taiwa.dialogue")
 
@@ -105,6 +105,9 @@ class Switches:
     """Tools switched off: they answer with their "unavailable" response."""
     strict_policy: bool = False
     """STRICT_POLICY: a disallowed topic also hands the conversation to a person."""
+    emergency: EmergencyConfig | None = None
+    """The ``emergency`` block in force, when it may differ from the one the project was
+    loaded with (:class:`~engine.dialogue.emergency.EmergencyWatch`); None: the project's."""
 
 
 class Executor:
@@ -436,12 +439,11 @@ class Executor:
 
     async def run_action(self, turn: Turn, name: str, *, policy: str | None = None) -> bool | None:
         """Run a custom action or tool: True ok, False failed, None switched off."""
-        if name in self._switches.tools_off or self.config.emergency.tools.get(name) is False:
+        emergency = self._switches.emergency or self.config.emergency
+        if name in self._switches.tools_off or emergency.tools.get(name) is False:
             turn.emit(ev.ToolCalled(name, "disabled", "tool_disabled", 0.0, 0, "switched off by an operator"))
             specific = f"utter_{name}_unavailable"
-            self.say(
-                turn, specific if specific in self.domain.responses else self.config.emergency.unavailable_response
-            )
+            self.say(turn, specific if specific in self.domain.responses else emergency.unavailable_response)
             return None
         state = turn.state
         latest = state.latest_message

@@ -269,7 +269,7 @@ class MessageProcessor:
         # DM
         t0 = time.perf_counter()
         switches = self.switches()
-        strict = switches.strict_policy or project.policies.emergency.strict_policy
+        strict = switches.strict_policy or (switches.emergency or project.policies.emergency).strict_policy
         decision = decide(project.policies, project.flows, turn.state, message, understood, strict=strict)
         decided = decision.event()
         turn.emit(decided)

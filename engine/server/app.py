@@ -291,6 +291,8 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
             app_.stop(terminate=False)
 
         app_.add_task(stop_when_asked(), name="taiwa-stop-on-signal")
+        # policies/ `emergency:` edits apply without a restart, in every worker.
+        app_.add_task(app_.ctx.assistant.emergency.keep_watching(), name="taiwa-emergency-watch")
 
     async def close_when_asked(request: Request, response: Any) -> None:
         # Sanic closes idle keep-alive connections once, when it stops; a turn still in flight

@@ -153,6 +153,8 @@ def slow_project(tmp_path: Path, seconds: float) -> Path:
     marker = re.search(r'@action\("crm_lookup"[^\n]*\n(?:async )?def [^\n]*\n(?:    """[^\n]*"""\n)?', source)
     assert marker, "the crm_lookup tool moved: update this test"
     slowed = source[: marker.end()] + f"    import time\n\n    time.sleep({seconds})\n" + source[marker.end() :]
+    # A lookup that waits on a slow system runs on a worker thread, not inline on the loop.
+    slowed = slowed.replace('@action("crm_lookup", timeout=2.0, idempotent=True, inline=True)', '@action("crm_lookup")')
     crm.write_text(slowed, encoding="utf-8")
     return project
 
@@ -247,3 +249,36 @@ def test_taiwa_run_refuses_a_bad_rate_limit_setting(tmp_path: Path, reference_mo
     run = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert run.returncode == 2
     assert "TAIWA_RATE_LIMIT_STORE" in run.stderr and "Traceback" not in run.stderr
+
+
+# --------------------------------------------------------------------------- emergency switches
+
+
+async def test_a_tool_switched_off_in_policies_is_off_in_every_worker_without_a_restart(
+    reference_models: Path, tmp_path: Path
+) -> None:
+    project = copy_reference_project(tmp_path)
+    policies = project / "policies" / "policies.yml"
+    question = "how do I reset my password?"
+    unavailable = "Sorry, that service is temporarily unavailable"
+    with live_server(reference_models, tmp_path / "srv", BASE_ENV, workers=2, project=project) as server:
+        # A new connection per request, so both workers answer.
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+            status, body = await post(session, server, "before", question)
+            assert status == 200 and not body[0]["text"].startswith(unavailable), body
+            text = policies.read_text(encoding="utf-8")
+            assert "    kb_search: true" in text, "policies.yml changed: update this test"
+            policies.write_text(text.replace("    kb_search: true", "    kb_search: false", 1), encoding="utf-8")
+            # Each worker looks at the files every second, busy or not, and loads the project
+            # again on a thread; each logs the switches it applied.
+            deadline = asyncio.get_running_loop().time() + 30
+            while server.output().count("emergency switches reloaded from policies/") < 2:
+                assert asyncio.get_running_loop().time() < deadline, server.output()
+                await asyncio.sleep(0.1)
+            for i in range(6):
+                status, body = await post(session, server, f"after-{i}", question)
+                assert status == 200 and body[0]["text"].startswith(unavailable), body
+            events = await tracker_events(session, server, "after-0")
+    calls = [e for e in events if e["event"] == "tool_called"]
+    assert [(c["name"], c["status"]) for c in calls] == [("kb_search", "disabled")]
+    assert "safe_mode=off strict_policy=off tools_off=kb_search (were safe_mode=off" in server.output()
