@@ -33,7 +33,7 @@ from engine.actions.registry import ActionContext
 from engine.actions.runner import ActionRunner
 from engine.dialogue import nlg
 from engine.dialogue.policy import Decision
-from engine.dialogue.slots import check
+from engine.dialogue.slots import check, typed
 from engine.dialogue.tracker import DialogueState
 from engine.dialogue.understand import Understanding, collect_steps, collecting_step
 from engine.domain import Domain
@@ -302,7 +302,8 @@ class Executor:
             case UtterStep():
                 self.say(turn, step.response)
             case SetSlotsStep():
-                turn.emit(*(ev.SlotSet(name, value) for name, value, _ in step.values))
+                slots = self.domain.slots
+                turn.emit(*(ev.SlotSet(name, typed(slots.get(name), value)) for name, value, _ in step.values))
             case NoopStep():
                 pass
             case ActionStep():
@@ -395,7 +396,8 @@ class Executor:
     def _reset(self, turn: Turn, flow_id: str) -> None:
         sets = []
         for name in self._resets.get(flow_id, ()):
-            initial = self.domain.slots[name].initial_value if name in self.domain.slots else None
+            slot = self.domain.slots.get(name)
+            initial = typed(slot, slot.initial_value) if slot is not None else None
             if turn.state.slots.get(name) != initial:
                 sets.append(ev.SlotSet(name, initial))
         turn.emit(*sets)

@@ -144,6 +144,16 @@ def check(slot: Slot, value: JsonValue) -> Checked:
             return Checked(True, value)
 
 
+def typed(slot: Slot | None, value: JsonValue) -> JsonValue:
+    """``value`` as the slot's type (``3`` in a float slot is ``3.0``; a categorical value in
+    the slot's own spelling), for values the project's files declare (``initial_value``,
+    ``set_slots``), which loading has already checked; a value that does not fit is kept."""
+    if slot is None or value is None:
+        return value
+    result = check(slot, value)
+    return result.value if result.ok else value
+
+
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 

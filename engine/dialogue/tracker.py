@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from engine import events as ev
+from engine.dialogue.slots import typed
 from engine.domain import Domain
 from engine.events import JsonValue
 
@@ -159,7 +160,7 @@ def _find(stack: list[Frame], flow: str) -> int | None:
 
 def initial_state(domain: Domain) -> DialogueState:
     """The state of a conversation with no events: every slot at its initial value."""
-    initial = MappingProxyType({name: slot.initial_value for name, slot in domain.slots.items()})
+    initial = MappingProxyType({name: typed(slot, slot.initial_value) for name, slot in domain.slots.items()})
     return DialogueState(initial_slots=initial, slots=initial, carry_over_slots=domain.session_config.carry_over_slots)
 
 

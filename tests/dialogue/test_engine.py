@@ -481,3 +481,49 @@ async def test_strict_policy_hands_a_disallowed_topic_to_a_person(bot: Bot) -> N
     assert [m.text for m in result.messages] == ["I can't give investment advice."]
     assert ev.HandoffRequested("policy") in result.events
     assert (await bot.say("/greet")).messages == ()
+
+
+SLOT_TYPES = {
+    "domain/limits.yml": """
+intents:
+  - set_limit
+slots:
+  limit:
+    type: float
+    initial_value: 100
+  limit_note:
+    type: text
+""",
+    "flows/limits.yml": """
+flows:
+  set_limit:
+    description: Set the daily limit to a fixed value.
+    nlu_trigger:
+      - intent: set_limit
+    steps:
+      - set_slots:
+          - limit: 5
+          - limit_note: lowered
+""",
+    "nlu_data/limits.yml": """
+nlu:
+  - intent: set_limit
+    examples: |
+      - lower my limit
+      - set the limit
+""",
+}
+
+
+async def test_initial_values_and_set_slots_take_the_slots_type(tmp_path: Path) -> None:
+    # A float slot written as `100` or `5` in YAML holds 100.0 and 5.0, as it would when the
+    # user said "5": conditions, templates and actions see one type whatever set the value.
+    bot = make_bot(bank_project(tmp_path, SLOT_TYPES), TOOLS)
+    before = await bot.processor.state("c1")
+    assert before.slot("limit") == 100.0 and isinstance(before.slot("limit"), float)
+    await bot.say("/set_limit")
+    sets = [e for e in await bot.events() if isinstance(e, SlotSet) and e.name == "limit"]
+    assert [(s.value, type(s.value)) for s in sets] == [(5.0, float)]
+    state = await bot.processor.state("c1")
+    assert isinstance(state.slot("limit"), float)
+    assert state.slot("limit_note") == "lowered"
