@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import os
 import shutil
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cli._common import add_project_option, check_project_dir, usage_error
+from engine import structured_logs
 from engine.diagnostics import EngineError, ProjectError
 
 
@@ -40,6 +42,15 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--store", metavar="URL", help="tracker store URL (default: TAIWA_TRACKER_STORE or SQLite)")
     parser.add_argument(
         "--env-file", type=Path, help="read environment variables from this file (default: PROJECT/.env)"
+    )
+    parser.add_argument(
+        "--log-format",
+        help="json (one object per line), text, or auto: text on a terminal, else json "
+        f"(default: {structured_logs.FORMAT_ENV} or auto)",
+    )
+    parser.add_argument(
+        "--log-level",
+        help=f"debug, info (a line per turn and per tool call), warning or error (default: {structured_logs.LEVEL_ENV} or info)",
     )
     parser.set_defaults(run=run)
 
@@ -79,6 +90,16 @@ def run(args: argparse.Namespace) -> int:
     elif args.env_file is not None:
         return usage_error(f"--env-file {args.env_file} does not exist")
     os.environ.update(env)  # workers are separate processes: they read it from here
+    log_format = (args.log_format or env.get(structured_logs.FORMAT_ENV) or "auto").lower()
+    log_level = (args.log_level or env.get(structured_logs.LEVEL_ENV) or "info").lower()
+    try:
+        structured_logs.configure(log_format, log_level)
+    except ValueError as exc:
+        return usage_error(
+            str(exc),
+            f"pass --log-format {'|'.join(structured_logs.FORMATS)} and --log-level {'|'.join(structured_logs.LEVELS)}",
+        )
+    args.log_format, args.log_level = log_format, log_level
     metrics_dir = _metrics_dir(args.workers)
     try:
         return _serve(args, env)
@@ -117,8 +138,20 @@ def _serve(args: argparse.Namespace, env: dict[str, str]) -> int:
         app = create_app(settings)
     except ValueError as exc:  # a malformed setting in the environment (TAIWA_RATE_LIMIT, ...)
         return usage_error(str(exc), "correct the variable in the environment or the .env file")
+    # Sanic installed its own log handlers when the app was built: route its records through
+    # ours again, now with the revisions of what was loaded on every line.
+    from engine.llm.prompt import prompt_revision
+
+    revisions = {**project.revisions, "prompt": prompt_revision(project.domain)}
+    structured_logs.configure(
+        args.log_format, args.log_level, static=structured_logs.revision_fields(nlu.model_id, revisions)
+    )
     names = ", ".join(app.ctx.channel_names)
     print(f"taiwa {args.project.resolve().name}: http://{args.host}:{args.port} · channels: {names}", flush=True)
+    logging.getLogger("taiwa.server").info(
+        "serving",
+        extra={"host": args.host, "port": args.port, "workers": args.workers, "channels": list(app.ctx.channel_names)},
+    )
     options: dict[str, Any] = {"host": args.host, "port": args.port, "motd": False, "access_log": False}
     if args.workers == 1:
         app.prepare(single_process=True, **options)
@@ -131,6 +164,12 @@ def _serve(args: argparse.Namespace, env: dict[str, str]) -> int:
         # in a worker would otherwise touch, and so copy, every page they share.
         gc.collect()
         gc.freeze()
+        # Sanic's state-sharing process (a multiprocessing manager, forked first) ignores SIGINT
+        # but not SIGTERM: a SIGTERM to the whole process group (systemd's default, a test's
+        # killpg) during startup killed it, the workers lost it and Sanic SIGKILLed the group.
+        # Started with SIGTERM ignored, it lives until the manager shuts it down; the main
+        # process's own handlers are installed by Sanic right after.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         Sanic.serve(primary=app)
     return 0
 
@@ -144,8 +183,11 @@ def _stop_only_once_workers_are_up(app: Any) -> None:
     held: list[int] = []
     workers_up = False
     wait_for_workers = manager.wait_for_ack
+    main_pid = os.getpid()
 
     def on_signal(signum: int, frame: Any) -> None:
+        if os.getpid() != main_pid:
+            return  # a worker not yet past its own setup: the main process stops it
         if workers_up:
             manager.shutdown_signal(signum, frame)
         elif not held:

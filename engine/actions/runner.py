@@ -17,6 +17,7 @@ message (no stack trace, no secrets) that the engine records as a :class:`ToolCa
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import re
@@ -405,7 +406,8 @@ class LocalActionRunner:
 
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="taiwa-action")
-        future = loop.run_in_executor(self._pool, in_thread)
+        # The thread logs with the turn's context (session_id, turn_id) like the loop does.
+        future = loop.run_in_executor(self._pool, contextvars.copy_context().run, in_thread)
         async with asyncio.timeout(QUEUE_TIMEOUT):
             await started.wait()
         result = await _bounded(future, spec.timeout)

@@ -50,6 +50,12 @@ class Assistant:
     emergency: EmergencyWatch
     """The emergency switches in force, followed in ``policies/`` while it runs."""
 
+    def revisions(self) -> dict[str, str]:
+        """Content hashes of what is loaded: the assistant's files and the LLM system prompt."""
+        from engine.llm.prompt import prompt_revision
+
+        return {**self.project.revisions, "prompt": prompt_revision(self.project.domain)}
+
     async def close(self) -> None:
         await self.processor.runner.close()
         if self.processor.llm is not None:

@@ -16,6 +16,7 @@ enough).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -83,6 +84,7 @@ class EmergencyWatch:
         """The emergency block and the switches built from it, swapped together."""
         self._stamp = _stamp(self._root)
         self._next_look = clock() + interval
+        self._stopped: asyncio.Event | None = None
         self._loading = threading.Lock()
         self.reloads = 0
         """Changes of ``policies/`` applied so far."""
@@ -100,11 +102,18 @@ class EmergencyWatch:
         return self._in_force[1]
 
     async def keep_watching(self) -> None:
-        """Look at the files every ``interval`` until cancelled (a server runs this, so a worker
-        that serves no turn for a while still has the current switches at its next one)."""
-        while True:
+        """Look at the files every ``interval`` until :meth:`stop` (a server runs this, so a
+        worker that serves no turn for a while still has the current switches at its next one)."""
+        self._stopped = asyncio.Event()
+        while not self._stopped.is_set():
             self._look()
-            await asyncio.sleep(self._interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), self._interval)
+
+    def stop(self) -> None:
+        """End :meth:`keep_watching` (at shutdown: a task that ends is not one cancelled)."""
+        if self._stopped is not None:
+            self._stopped.set()
 
     def _build(self, config: EmergencyConfig) -> tuple[EmergencyConfig, Switches]:
         return config, Switches(self._env_off | _tools_off(config), config.strict_policy, config)

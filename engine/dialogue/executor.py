@@ -264,7 +264,7 @@ class Executor:
                     f"flow {flow.id} ran more than {limit} steps in one turn (now at step {step.id}). "
                     "Fix: make every loop in the flow pass a collect step, or raise session.max_steps_per_turn."
                 )
-                log.error(msg)
+                log.error(msg, extra={"error_type": "loop_limit", "flow": flow.id})
                 turn.errors.append(msg)
                 self._cancel_stack(turn, "loop_limit")
                 self.say(turn, self.config.handoff.failure_response)
@@ -444,6 +444,9 @@ class Executor:
         emergency = self._switches.emergency or self.config.emergency
         if name in self._switches.tools_off or emergency.tools.get(name) is False:
             turn.emit(ev.ToolCalled(name, "disabled", "tool_disabled", 0.0, 0, "switched off by an operator"))
+            log.info(
+                "tool switched off", extra={"tool_name": name, "outcome": "disabled", "error_type": "tool_disabled"}
+            )
             specific = f"utter_{name}_unavailable"
             self.say(turn, specific if specific in self.domain.responses else emergency.unavailable_response)
             return None
@@ -466,13 +469,31 @@ class Executor:
             domain=self.domain,
         )
         outcome = await self.runner.run(name, ctx)
-        turn.emit(outcome.tool_called())
+        called = outcome.tool_called()
+        turn.emit(called)
         if not outcome.ok:
             log.warning(
                 "tool failed",
-                extra={"tool_name": name, "error_type": outcome.error_type, "detail": outcome.message},
+                extra={
+                    "tool_name": name,
+                    "outcome": called.status,
+                    "error_type": outcome.error_type,
+                    "detail": outcome.message,
+                    "latency_ms": called.latency_ms,
+                    "attempts": called.attempts,
+                },
             )
             return False
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "tool called",
+                extra={
+                    "tool_name": name,
+                    "outcome": called.status,
+                    "latency_ms": called.latency_ms,
+                    "attempts": called.attempts,
+                },
+            )
         for event in self._admit(outcome.events, name):
             if isinstance(event, BotUttered) and event.text is None and event.response:
                 # A named response (rasa_sdk's utter_message(response=..., **kwargs)): render it,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine import events as ev
+from engine import structured_logs
 from engine.actions.runner import ActionRunner
 from engine.dialogue.executor import Executor, Switches, Turn
 from engine.dialogue.policy import HANDOFF, decide
@@ -65,6 +66,10 @@ class TurnResult:
     nodes_ms: Mapping[str, float] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
     duplicate: bool = False
+    outcome: str = ""
+    """How the turn ended: the decision's kind (``answer``, ``trigger``, ``rule``, ``fallback``,
+    ``handoff``, ``guardrail``, ...), ``restart``, ``with_human`` (a person has the
+    conversation; the bot stayed silent) or ``duplicate``."""
 
     def replies(self) -> list[dict[str, Any]]:
         """The bot messages in the wire format of Rasa's REST channel."""
@@ -127,22 +132,50 @@ class MessageProcessor:
         golden runner parses many messages in one batch); the NLU is then not called.
         """
         started = time.perf_counter()
-        async with self.store.lock(conversation_id, timeout=self.lock_timeout):
-            cached = await self._load(conversation_id)
-            if message_id is not None and message_id in cached.seen:
-                # A retry of a message already processed: answer what was answered then.
-                said = await self._replies_to(conversation_id, message_id)
-                return TurnResult(conversation_id, "", said, (), cached.state, duplicate=True)
-            result, new_events = await self._turn(
-                conversation_id, cached, text, channel, message_id, metadata, started, parsed
-            )
-            try:
-                length = await self.store.append(conversation_id, new_events, expected_length=cached.length)
-            except ConcurrentWriteError:
-                self._cache.pop(conversation_id, None)
-                raise
-            self._remember(conversation_id, length, result.state, cached.seen, message_id)
-        return result
+        turn_id = f"{_turn_ids.getrandbits(64):016x}"
+        context, token = structured_logs.enter_turn(conversation_id, turn_id)
+        try:
+            async with self.store.lock(conversation_id, timeout=self.lock_timeout):
+                cached = await self._load(conversation_id)
+                if message_id is not None and message_id in cached.seen:
+                    # A retry of a message already processed: answer what was answered then.
+                    said = await self._replies_to(conversation_id, message_id)
+                    log.info("duplicate message", extra={"outcome": "duplicate", "message_id": message_id})
+                    return TurnResult(conversation_id, "", said, (), cached.state, duplicate=True, outcome="duplicate")
+                result, new_events = await self._turn(
+                    conversation_id, turn_id, context, cached, text, channel, message_id, metadata, started, parsed
+                )
+                context.node = None
+                try:
+                    length = await self.store.append(conversation_id, new_events, expected_length=cached.length)
+                except ConcurrentWriteError:
+                    self._cache.pop(conversation_id, None)
+                    raise
+                self._remember(conversation_id, length, result.state, cached.seen, message_id)
+            if log.isEnabledFor(logging.INFO):
+                self._log_turn(result, channel)
+            return result
+        finally:
+            structured_logs.leave_turn(token)
+
+    @staticmethod
+    def _log_turn(result: TurnResult, channel: str | None) -> None:
+        """One line per stored turn: what was understood, who decided, how it ended, how long."""
+        parse = result.parse or {}
+        intent = parse.get("intent") or {}
+        log.info(
+            "turn",
+            extra={
+                "channel": channel,
+                "intent": intent.get("name"),
+                "confidence": intent.get("confidence"),
+                "policy": result.decision.policy if result.decision is not None else None,
+                "outcome": result.outcome,
+                "errors": list(result.errors),
+                "latency_ms": round(result.latency_ms, 3),
+                "nodes_ms": {k: round(v, 3) for k, v in result.nodes_ms.items()},
+            },
+        )
 
     async def _replies_to(self, conversation_id: str, message_id: str) -> tuple[BotUttered, ...]:
         """The bot messages that followed the user message ``message_id`` (from the event log)."""
@@ -180,6 +213,8 @@ class MessageProcessor:
     async def _turn(
         self,
         cid: str,
+        turn_id: str,
+        context: structured_logs.TurnContext,
         cached: _Cached,
         text: str,
         channel: str | None,
@@ -191,7 +226,6 @@ class MessageProcessor:
         project = self.project
         domain = project.domain
         now = self.clock()
-        turn_id = f"{_turn_ids.getrandbits(64):016x}"
         turn = Turn(cached.state, sender_id=cid, channel=channel)
         if self._needs_history():
             turn.history = _once(lambda: self.store.load(cid))
@@ -204,6 +238,7 @@ class MessageProcessor:
             turn.emit(ev.SessionStarted(dict(metadata or {}), now))
 
         # IR
+        context.node = "IR"
         t0 = time.perf_counter()
         shortcut = parse_shortcut(text)
         parse: dict[str, Any] | None = None
@@ -224,7 +259,7 @@ class MessageProcessor:
             turn.emit(ev.Restarted(), ev.SessionStarted(dict(metadata or {}), now))
             if "utter_restart" in domain.responses:
                 self.executor.say(turn, "utter_restart")
-            return self._result(cid, turn_id, turn, None, parse, started, nodes), turn.events
+            return self._result(cid, turn_id, turn, None, parse, started, nodes, "restart"), turn.events
         if shortcut is not None:
             entities, direct = [], {}
             for key, value in shortcut.values.items():
@@ -259,14 +294,16 @@ class MessageProcessor:
                 HANDOFF, f"the conversation is with a person ({turn.state.handoff}); the bot stays silent"
             )
             turn.emit(decided)
-            return self._result(cid, turn_id, turn, decided, parse, started, nodes), turn.events
+            return self._result(cid, turn_id, turn, decided, parse, started, nodes, "with_human"), turn.events
 
         # ST
+        context.node = "ST"
         t0 = time.perf_counter()
         understood: Understanding = understand(domain, project.flows, turn.state, message, direct)
         nodes["ST"] = _ms(t0)
 
         # DM
+        context.node = "DM"
         t0 = time.perf_counter()
         switches = self.switches()
         strict = switches.strict_policy or (switches.emergency or project.policies.emergency).strict_policy
@@ -276,22 +313,11 @@ class MessageProcessor:
         nodes["DM"] = _ms(t0)
 
         # EXEC + NLG
+        context.node = "EXEC"
         t0 = time.perf_counter()
         await self.executor.carry_out(turn, decision, understood, switches)
         nodes["EXEC"] = _ms(t0)
-        result_ = self._result(cid, turn_id, turn, decided, parse, started, nodes)
-        log.info(
-            "turn",
-            extra={
-                "session_id": cid,
-                "turn_id": turn_id,
-                "intent": message.intent,
-                "policy": decided.policy,
-                "outcome": decision.kind,
-                "latency_ms": round(result_.latency_ms, 3),
-            },
-        )
-        return result_, turn.events
+        return self._result(cid, turn_id, turn, decided, parse, started, nodes, decision.kind), turn.events
 
     def _needs_history(self) -> bool:
         """Remote actions get the whole tracker; in-process ones do not need it loaded."""
@@ -325,6 +351,7 @@ class MessageProcessor:
         parse: Mapping[str, Any] | None,
         started: float,
         nodes: Mapping[str, float],
+        outcome: str,
     ) -> TurnResult:
         return TurnResult(
             cid,
@@ -337,6 +364,7 @@ class MessageProcessor:
             _ms(started),
             dict(nodes),
             tuple(turn.errors),
+            outcome=outcome,
         )
 
     # ------------------------------------------------------------------ state cache

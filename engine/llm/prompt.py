@@ -6,6 +6,8 @@ user text. The prompt asks for one strict JSON object; :mod:`engine.llm.answer` 
 
 from __future__ import annotations
 
+import hashlib
+
 from engine.domain import Domain
 from engine.llm.pii import PLACEHOLDERS
 from engine.llm.providers import DEFAULT_MAX_TOKENS, Prompt
@@ -47,6 +49,12 @@ def build_system_prompt(domain: Domain) -> str:
         "confidence is how sure you are of the intent.",
     ]
     return "\n".join(lines)
+
+
+def prompt_revision(domain: Domain) -> str:
+    """Content hash of the system prompt (``/version`` and the logs' ``prompt_revision``):
+    it changes when an intent, an entity type or a description does, or this module does."""
+    return hashlib.sha256(build_system_prompt(domain).encode("utf-8")).hexdigest()[:12]
 
 
 def build_prompt(system: str, masked_text: str, *, max_tokens: int = DEFAULT_MAX_TOKENS) -> Prompt:

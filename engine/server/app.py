@@ -286,6 +286,12 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
 
         async def stop_when_asked() -> None:
             await asked.wait()
+            # Let the watch end by itself: ``stop()`` cancels every task left, and Sanic logs
+            # a warning for each task it cancels.
+            app_.ctx.assistant.emergency.stop()
+            watch = app_.get_task("taiwa-emergency-watch", raise_exception=False)
+            if watch is not None:
+                await asyncio.wait([watch], timeout=1.0)
             while not app_.state.is_running:
                 await asyncio.sleep(0.01)
             app_.stop(terminate=False)
@@ -327,6 +333,9 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
     @app.before_server_stop
     async def drain(app_: Sanic[Any, Any]) -> None:
         stopping.append(True)
+        a = getattr(app_.ctx, "assistant", None)
+        if a is not None:
+            a.emergency.stop()
         if background:
             await asyncio.wait(list(background), timeout=app.config.GRACEFUL_SHUTDOWN_TIMEOUT)
 
@@ -384,7 +393,7 @@ def create_app(settings: ServerSettings, name: str = "taiwa") -> Sanic[Any, Any]
             {
                 "version": __version__,
                 "model_id": a.nlu.model_id,
-                "revisions": dict(a.project.revisions),
+                "revisions": a.revisions(),
                 "channels": app.ctx.channel_names,
             }
         )

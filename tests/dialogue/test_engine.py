@@ -527,3 +527,35 @@ async def test_initial_values_and_set_slots_take_the_slots_type(tmp_path: Path) 
     state = await bot.processor.state("c1")
     assert isinstance(state.slot("limit"), float)
     assert state.slot("limit_note") == "lowered"
+
+
+async def test_logs_from_a_tool_and_its_failure_carry_the_turn(
+    project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The tool runs on a worker thread; what it logs belongs to the turn all the same.
+    import json
+    import logging
+
+    from engine import structured_logs
+
+    def failing_transfer(ctx: ActionContext) -> list[Event]:
+        logging.getLogger("bank.transfers").warning("core banking refused the transfer")
+        raise ToolHttpError(503, "core banking is down")
+
+    saved = logging.getLogRecordFactory()
+    structured_logs.stamp_turn_context()
+    try:
+        bot = make_bot(project, {**TOOLS, "do_transfer": failing_transfer})
+        await bot.say('/transfer_money{"recipient": "Ann", "amount": 20}')
+        with caplog.at_level(logging.WARNING):
+            await bot.say("/affirm")
+    finally:
+        logging.setLogRecordFactory(saved)
+    turn_id = [e for e in await bot.events() if isinstance(e, ev.UserUttered)][-1].turn_id
+    by_message = {r.getMessage(): r for r in caplog.records}
+    written = {m: json.loads(structured_logs.JsonFormatter().format(r)) for m, r in by_message.items()}
+    for message in ("core banking refused the transfer", "tool failed"):
+        line = written[message]
+        assert (line["session_id"], line["turn_id"], line["node"]) == ("c1", turn_id, "EXEC"), message
+    failed = written["tool failed"]
+    assert (failed["tool_name"], failed["outcome"], failed["error_type"]) == ("do_transfer", "error", "tool_5xx")

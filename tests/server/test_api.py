@@ -176,7 +176,7 @@ async def test_health_and_version_are_public(server: LiveServer) -> None:
     assert health["checks"]["lock_store"]["status"] == "up" and health["checks"]["lock_store"]["required"]
     status, version, _ = await call(server, "GET", "/version")
     assert status == 200 and version["model_id"].startswith("nlu-")
-    assert set(version["revisions"]) >= {"domain", "flows", "policies", "nlu_data", "actions", "config"}
+    assert set(version["revisions"]) >= {"domain", "flows", "policies", "nlu_data", "actions", "config", "prompt"}
 
 
 @pytest.mark.parametrize(

@@ -190,11 +190,14 @@ async def test_sigterm_lets_in_flight_turns_finish_and_loses_nothing(reference_m
                 assert any(e["event"] == "slot_set" and e["name"] == "account_name" for e in events)
 
 
+@pytest.mark.parametrize("to_group", [False, True], ids=["to-the-process", "to-its-process-group"])
 async def test_sigterm_right_after_the_first_answer_stops_every_worker_and_keeps_the_turn(
-    reference_models: Path, tmp_path: Path
+    reference_models: Path, tmp_path: Path, to_group: bool
 ) -> None:
     """Stopped while its second worker is still starting, the server still stops at once and
-    cleanly (Sanic alone waited 30 s for that worker's report and exited 1)."""
+    cleanly (Sanic alone waited 30 s for that worker's report and exited 1). A SIGTERM to the
+    whole process group (systemd's default) once killed Sanic's state-sharing process, and
+    Sanic then SIGKILLed the group; every process of the group must be gone afterwards."""
     import json
     import time
     import urllib.request
@@ -225,14 +228,22 @@ async def test_sigterm_right_after_the_first_answer_stops_every_worker_and_keeps
                 except OSError:
                     assert time.monotonic() < deadline, log.read_text()
                     await asyncio.sleep(0.01)
-            proc.send_signal(signal.SIGTERM)
+            if to_group:
+                os.killpg(proc.pid, signal.SIGTERM)
+            else:
+                proc.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(proc.wait, 15)
+            deadline = time.monotonic() + 10
+            while _group_alive(proc.pid) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            left = _group_alive(proc.pid)
         finally:
-            if proc.poll() is None:
+            if proc.poll() is None or _group_alive(proc.pid):
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         output = log.read_text()
         assert code == 0, output
+        assert not left, f"processes of the server outlived it:\n{output}"
         assert "Traceback" not in output and "failed to come online" not in output
         assert answered[0]["response"] == "utter_greet"
         store = SQLiteTrackerStore(db)
@@ -241,6 +252,14 @@ async def test_sigterm_right_after_the_first_answer_stops_every_worker_and_keeps
         finally:
             await store.close()
         assert [e.text for e in events if isinstance(e, ev.UserUttered)] == ["hi"]
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_taiwa_run_refuses_a_bad_rate_limit_setting(tmp_path: Path, reference_models: Path) -> None:
