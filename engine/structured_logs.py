@@ -116,10 +116,15 @@ class JsonFormatter(logging.Formatter):
         super().__init__()
         self.static = dict(static or {})
 
+    _second: tuple[int, str] = (-1, "")
+    """The last whole second formatted (records come many per second)."""
+
     def format(self, record: logging.LogRecord) -> str:
-        seconds = time.gmtime(record.created)
+        whole = int(record.created)
+        if whole != self._second[0]:
+            self._second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
         out: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", seconds) + f".{int(record.msecs):03d}Z",
+            "ts": f"{self._second[1]}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -189,4 +194,7 @@ def configure(
         sanic_logger.setLevel(number)
     logging.captureWarnings(True)
     stamp_turn_context()
+    # No line shows the caller's file and line: skip the stack walk that finds them on every
+    # record (the logging HOWTO's "Optimization" section).
+    logging._srcfile = None
     return handler

@@ -26,7 +26,9 @@ def restore_logging() -> Iterator[None]:
         for name in structured_logs.SANIC_LOGGERS
     }
     factory = logging.getLogRecordFactory()
+    srcfile = logging._srcfile  # type: ignore[attr-defined]
     yield
+    logging._srcfile = srcfile  # type: ignore[attr-defined]
     root.handlers[:] = saved_root[0]
     root.setLevel(saved_root[1])
     taiwa.setLevel(saved_taiwa)
