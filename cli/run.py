@@ -114,11 +114,13 @@ def _serve(args: argparse.Namespace, env: dict[str, str]) -> int:
 
     from engine.loading.project import load_project_or_raise
     from engine.nlu.artifact import load_model
+    from engine.policies.config import with_learned_threshold
     from engine.server.app import ServerSettings, create_app
 
     try:
         project = load_project_or_raise(args.project)
         nlu = load_model(args.model or args.project / "models")
+        with_learned_threshold(project.policies, nlu.card, nlu.model_id)  # before any worker starts
     except ProjectError as exc:
         sys.stderr.write(str(exc) + "\nFix: run `taiwa validate` and correct the errors it lists.\n")
         return 1

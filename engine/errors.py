@@ -207,6 +207,11 @@ class Errors:
         "The NLU pipeline names a component that is not registered.",
         "Use a registered component name (see `valid:`), with its version suffix, e.g. classifier.linear.v1.",
     )
+    E323 = ErrorSpec(
+        "E323",
+        "`nlu_threshold: auto` is set, but the NLU data has no `oos` intent to learn the threshold from.",
+        "Add an `oos` intent with out-of-scope examples to nlu_data/, or set nlu_threshold to a number (e.g. 0.4).",
+    )
     # -- golden sets (taiwa eval) ----------------------------------------------------
     E401 = ErrorSpec(
         "E401",

@@ -31,6 +31,7 @@ from engine.dialogue.wire import bot_message_dict
 from engine.events import BotUttered, Event, JsonValue
 from engine.loading.project import Project
 from engine.nlu.model import NluModel, ParseResult
+from engine.policies.config import with_learned_threshold
 from engine.stores.base import ConcurrentWriteError, TrackerStore
 
 log = logging.getLogger("taiwa.turn")
@@ -108,8 +109,12 @@ class MessageProcessor:
         self.switches = switches or Switches
         self.clock = clock
         self.lock_timeout = lock_timeout
+        # `nlu_threshold: auto` becomes the threshold this model learned (raises if it has none).
+        self.policies = with_learned_threshold(
+            project.policies, getattr(nlu, "card", {}) or {}, getattr(nlu, "model_id", "")
+        )
         self.executor = Executor(
-            project.domain, project.flows, project.policies, runner, rng=rng, action_config=action_config
+            project.domain, project.flows, self.policies, runner, rng=rng, action_config=action_config
         )
         self._initial = initial_state(project.domain)
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
@@ -307,7 +312,7 @@ class MessageProcessor:
         t0 = time.perf_counter()
         switches = self.switches()
         strict = switches.strict_policy or (switches.emergency or project.policies.emergency).strict_policy
-        decision = decide(project.policies, project.flows, turn.state, message, understood, strict=strict)
+        decision = decide(self.policies, project.flows, turn.state, message, understood, strict=strict)
         decided = decision.event()
         turn.emit(decided)
         nodes["DM"] = _ms(t0)

@@ -13,6 +13,7 @@ from engine.diagnostics import Diagnostic, Location
 from engine.loading._common import Merged, condition_at
 from engine.loading.yaml_reader import SourceFile
 from engine.policies.config import (
+    DEFAULT_NLU_THRESHOLD,
     DEFAULT_PIPELINE,
     DEFAULT_POLICIES,
     DisallowedTopic,
@@ -125,11 +126,16 @@ def build_policies(files: list[SourceFile]) -> tuple[PolicyConfig, list[Diagnost
 
     _, session = get("session")
     _, flags = get("feature_flags")
-    _, nlu_threshold = get("nlu_threshold")
+    threshold_src, nlu_threshold = get("nlu_threshold")
+    threshold_auto = None
+    if nlu_threshold == "auto":
+        threshold_auto = threshold_src.loc(["nlu_threshold"]) if threshold_src is not None else Location("policies/")
+        nlu_threshold = None
     _, ambiguity = get("ambiguity_threshold")
     config = PolicyConfig(
         policies=policies,
-        nlu_threshold=float(nlu_threshold if nlu_threshold is not None else 0.4),
+        nlu_threshold=float(nlu_threshold if nlu_threshold is not None else DEFAULT_NLU_THRESHOLD),
+        nlu_threshold_auto=threshold_auto,
         ambiguity_threshold=float(ambiguity if ambiguity is not None else 0.1),
         fallback=fallback,
         handoff=handoff,

@@ -234,6 +234,13 @@ def _explain(error: ValidationError, source: SourceFile, validator: Draft202012V
         yield Errors.E109.at(source.loc(path), f"{_where(path)}: {error.message[:200]}")
 
 
+def _range_words(schema: dict[str, Any]) -> str:
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if low is not None and high is not None:
+        return f"a number from {low} to {high}"
+    return "a number"
+
+
 def _repeated(items: list[Any]) -> list[str]:
     """The items that appear more than once, each shown once, in order."""
     seen: list[str] = []
@@ -382,12 +389,26 @@ def _explain_alternatives(
                 )
                 return
     if not isinstance(instance, dict | list):
+        words = [a["const"] for a in alternatives if isinstance(a, dict) and isinstance(a.get("const"), str)]
+        ranges = [_range_words(a) for a in alternatives if isinstance(a, dict) and a.get("type") == "number"]
+        if words and ranges and isinstance(instance, str):
+            # A number or a keyword (`nlu_threshold: 0.4` or `auto`): name both.
+            expected = f"{' or '.join(ranges)}, or {' or '.join(words)}"
+            yield Errors.E104.at(
+                source.loc(path),
+                f"{_where(path)}: {json.dumps(instance)[:80]} is not allowed",
+                expected=expected,
+                fix=f"Write a number, or {' or '.join(words)}.",
+            )
+            return
         # e.g. a name where a string or a list of strings is accepted: say the types.
         types = [a.get("type") for a in alternatives if isinstance(a, dict) and "type" in a]
         types += [_ref_type(a, validator) for a in alternatives if isinstance(a, dict) and "$ref" in a]
         expected = " or ".join(_type_words(t) for t in types if t) or "another form"
         specific = [e for e in error.context if e.validator != "type"]
-        sub = best_match(specific) if specific else None
+        # A number that misses its branch's range: say the range, not the other branches' keywords.
+        ranged = [e for e in specific if e.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")]
+        sub = best_match(ranged or specific) if specific else None
         if sub is not None:
             yield from _explain(sub, source, validator)
             return

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 from engine.conditions import Condition
-from engine.diagnostics import Location
+from engine.diagnostics import EngineError, Location
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +159,12 @@ Gate = MetricGate | FailureGate
 """A release gate checked by ``taiwa eval --gate``."""
 
 
+DEFAULT_NLU_THRESHOLD = 0.4
+"""``nlu_threshold`` when ``policies/`` does not set it."""
+
+OOS_INTENT = "oos"
+"""The intent whose examples are out of scope (``nlu_threshold: auto`` learns from them)."""
+
 DEFAULT_PIPELINE = (
     "tokenizer.spacy.v1",
     "featurizer.tfidf.v1",
@@ -196,7 +202,35 @@ class PolicyConfig:
     """Every response name the configuration uses, with where (for cross-checks)."""
     action_refs: tuple[tuple[str, Location], ...] = ()
     """Tool names under ``emergency.tools``, with where."""
+    nlu_threshold_auto: Location | None = None
+    """Where ``nlu_threshold: auto`` is written: the threshold comes from the trained model
+    (:func:`with_learned_threshold`); ``nlu_threshold`` holds the default until then."""
     intent_refs: tuple[tuple[str, Location], ...] = ()
     """Intents under ``handoff.intents``, with where."""
     gates: tuple[Gate, ...] = ()
     """Release gates (``gates:``, usually in ``policies/gates.yml``), in the order written."""
+
+
+class LearnedThresholdMissingError(EngineError, ValueError):
+    """``nlu_threshold: auto`` with a model that learned no threshold."""
+
+
+def with_learned_threshold(config: PolicyConfig, card: Mapping[str, Any], model_id: str = "") -> PolicyConfig:
+    """``config`` with ``nlu_threshold: auto`` replaced by the threshold the model learned.
+
+    ``taiwa train`` chooses it on the cross-validation folds when the data has an ``oos``
+    intent, and writes it to the model card (``cross_validation.oos_threshold``). A number in
+    ``policies/`` is kept as it is. Raises :class:`LearnedThresholdMissingError` when the
+    model has none (trained before the ``oos`` intent was added, or with ``--no-cv``).
+    """
+    if config.nlu_threshold_auto is None:
+        return config
+    learned = (card.get("cross_validation") or {}).get("oos_threshold")
+    if learned is None:
+        where = config.nlu_threshold_auto
+        raise LearnedThresholdMissingError(
+            f"{where}: nlu_threshold is auto, but the model {model_id or '(unnamed)'} learned no threshold "
+            f"(its card has no cross_validation.oos_threshold). Fix: run `taiwa train` with examples of the "
+            f"`{OOS_INTENT}` intent in nlu_data/, or set nlu_threshold to a number"
+        )
+    return replace(config, nlu_threshold=float(learned))
