@@ -19,6 +19,7 @@ from typing import Any
 from engine.actions.registry import ActionSpec, discover_actions
 from engine.diagnostics import Diagnostic, Location, ProjectError, sort_key
 from engine.errors import Errors
+from engine.evaluation.gc_pause import gc_paused
 from engine.evaluation.golden_crosscheck import GoldenChecker
 from engine.loading.project import Project, yaml_files
 from engine.loading.schema_check import check_source
@@ -74,6 +75,11 @@ def project_tools(project: Project) -> frozenset[str]:
 
 def load_golden(project: Project, path: Path | None = None) -> GoldenSet:
     """Read and check the golden set at ``path`` (default: ``PROJECT/tests/golden``)."""
+    with gc_paused():  # 20,000 generated cases: 15 s instead of 34-38 s
+        return _load_golden(project, path)
+
+
+def _load_golden(project: Project, path: Path | None) -> GoldenSet:
     target = path if path is not None else project.root / GOLDEN_DIR
     files = golden_files(target)
     shown = _shown(project.root, target)

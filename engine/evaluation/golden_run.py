@@ -27,12 +27,11 @@ rounds them to 4 decimals).
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import random
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from engine.actions.registry import ActionSpec
 from engine.dialogue.processor import MessageProcessor
 from engine.dialogue.shortcut import parse_shortcut
 from engine.dialogue.tracker import DialogueState
+from engine.evaluation.gc_pause import gc_paused
 from engine.evaluation.golden import GoldenCase, case_from_dict
 from engine.evaluation.golden_checks import Check, case_checks, coerce_slots
 from engine.evaluation.golden_load import project_actions, project_tools
@@ -161,23 +161,6 @@ async def evaluate_in_chunks(
         with gc_paused():
             results.extend(await evaluate_cases(context, cases[start : start + chunk_size], on_result))
     return results
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while a chunk runs (restored after).
-
-    A turn allocates thousands of short-lived objects, and the collector's passes over them
-    cost a quarter of a golden run; a chunk leaves a few dozen cyclic garbage objects per
-    case, which the first collection after the chunk frees.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 async def evaluate_cases(

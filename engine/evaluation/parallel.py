@@ -42,8 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.diagnostics import EngineError
+from engine.evaluation.gc_pause import gc_paused
 from engine.evaluation.golden_report import OnResult, SerialExecutor
-from engine.evaluation.golden_run import GoldenContext, evaluate_in_chunks, gc_paused, golden_context
+from engine.evaluation.golden_run import GoldenContext, evaluate_in_chunks, golden_context
 from engine.loading.schema_check import SCHEMA_KINDS
 
 MIN_CASES = 16_000
