@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import random
+import shutil
 import socket
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,6 +81,85 @@ def redis_url() -> str:
 def postgres_url() -> str:
     """A reachable PostgreSQL (TAIWA_TEST_POSTGRES_URL, default postgresql://postgres@127.0.0.1:5432/test)."""
     return _reachable_url("PostgreSQL", "TAIWA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test", 5432)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real three-node Redis Cluster on 127.0.0.1, started for the session from the machine's
+    ``redis-server`` (each node its own hash slots, so a script touching two slots fails here
+    as it would in production); ``redis+cluster://`` URL of one node."""
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if server is None or cli is None:
+        _service_missing("Redis Cluster", "redis-server and redis-cli are not installed (Debian: redis-server)")
+    folder = tmp_path_factory.mktemp("redis-cluster")
+    ports = _cluster_ports(3)
+    settings = [
+        "--bind",
+        "127.0.0.1",
+        "--cluster-enabled",
+        "yes",
+        "--dir",
+        str(folder),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    nodes = [
+        subprocess.Popen(
+            [server, "--port", str(port), "--cluster-config-file", f"nodes-{port}.conf", *settings],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for port in ports
+    ]
+    try:
+        deadline = time.monotonic() + 20
+        for port in ports:
+            while (
+                subprocess.run([cli, "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip() != "PONG"
+            ):
+                if time.monotonic() > deadline:
+                    _service_missing("Redis Cluster", f"a node on port {port} did not start")
+                time.sleep(0.05)
+        addresses = [f"127.0.0.1:{port}" for port in ports]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        while (
+            "cluster_state:ok"
+            not in subprocess.run([cli, "-p", str(ports[0]), "cluster", "info"], capture_output=True, text=True).stdout
+        ):
+            if time.monotonic() > deadline + 20:
+                _service_missing("Redis Cluster", "the nodes did not agree on the slots")
+            time.sleep(0.1)
+        yield f"redis+cluster://127.0.0.1:{ports[0]}"
+    finally:
+        for node in nodes:
+            node.terminate()
+        for node in nodes:
+            node.wait(timeout=10)
+
+
+def _cluster_ports(count: int) -> list[int]:
+    """Free ports whose cluster bus ports (port + 10000) are free too."""
+    chosen: list[int] = []
+    rng = random.Random()
+    while len(chosen) < count:
+        port = rng.randrange(20000, 45000)
+        if port in chosen:
+            continue
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        chosen.append(port)
+    return chosen
 
 
 # -- the reference assistant, trained once per test session

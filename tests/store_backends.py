@@ -55,6 +55,10 @@ def store_backend(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
                     client.delete(*keys)
             finally:
                 client.close()
+    elif kind == "redis-cluster":
+        # The cluster lives for the session only: a prefix per test keeps tests apart.
+        base = request.getfixturevalue("redis_cluster_url")
+        yield Backend(kind, f"{base}?prefix=taiwa-test-{unique}:")
     else:
         import psycopg
 

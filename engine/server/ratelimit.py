@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
+
+from engine.stores.redis_client import SCHEMES, ClusterReady, is_cluster_url, redis_from_url
 
 log = logging.getLogger("taiwa.server")
 
@@ -126,7 +127,10 @@ class RedisTokenBuckets:
         timeout: float = 0.25,
         on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
-        self.client: Redis = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self.client = redis_from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._ready = ClusterReady(self.client)
+        self._one_key_per_call = is_cluster_url(url)
+        """In a Redis Cluster a script touches one hash slot: one call per bucket."""
         self.prefix = prefix
         self.on_error = on_error
         self._script = self.client.register_script(_TAKE)
@@ -138,11 +142,17 @@ class RedisTokenBuckets:
         for b in buckets:
             args += [b.capacity, b.rate]
         try:
-            reply = await self._script(keys=keys, args=args)
-        except (RedisError, OSError) as exc:
+            await self._ready()
+            if not self._one_key_per_call:
+                return _seconds(await self._script(keys=keys, args=args))
+            for i, key in enumerate(keys):  # in order, stopping at the first empty bucket, as the script does
+                wait = _seconds(await self._script(keys=[key], args=args[2 * i : 2 * i + 2]))
+                if wait > 0:
+                    return wait
+            return 0.0
+        except (RedisError, RedisClusterException, OSError) as exc:  # a cluster's own errors are not RedisErrors
             self._failed(exc)
             return 0.0
-        return float(reply.decode() if isinstance(reply, bytes) else reply)
 
     def _failed(self, exc: BaseException) -> None:
         if self.on_error is not None:
@@ -156,11 +166,18 @@ class RedisTokenBuckets:
         await self.client.aclose()
 
 
+def _seconds(reply: bytes | str) -> float:
+    return float(reply.decode() if isinstance(reply, bytes) else reply)
+
+
 def redis_limiter(url: str, on_error: Callable[[BaseException], None] | None = None) -> RedisTokenBuckets:
-    """``redis://host:port/db?prefix=taiwa:ratelimit:`` (``rediss://`` for TLS)."""
+    """``redis://host:port/db?prefix=taiwa:ratelimit:`` (``rediss://`` for TLS,
+    ``redis+cluster://host:port`` for a Redis Cluster)."""
     parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-        raise ValueError(f"{url!r}: expected redis://HOST:PORT/DB (optionally ?prefix=...)")
+    if parts.scheme not in SCHEMES or not parts.hostname:
+        raise ValueError(
+            f"{url!r}: expected redis://HOST:PORT/DB or redis+cluster://HOST:PORT (optionally ?prefix=...)"
+        )
     query = dict(parse_qsl(parts.query))
     prefix = query.pop("prefix", "taiwa:ratelimit:")
     plain = urlunsplit(parts._replace(query=urlencode(query)))

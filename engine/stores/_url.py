@@ -7,7 +7,7 @@ from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from engine.stores.base import StoreConfigError, TrackerStore, did_you_mean
 
-SCHEMES = ("memory", "sqlite", "redis", "rediss", "postgresql", "postgres")
+SCHEMES = ("memory", "sqlite", "redis", "rediss", "redis+cluster", "rediss+cluster", "postgresql", "postgres")
 _REDIS_OPTIONS = ("prefix", "lock_ttl")
 
 
@@ -15,7 +15,8 @@ def open_store(url: str) -> TrackerStore:
     """Open the tracker store a URL names; network stores connect on first use.
 
     Forms: ``memory://``, ``sqlite:///absolute/path.db``, ``sqlite://relative/path.db``,
-    ``redis://host:port/db?prefix=taiwa:&lock_ttl=30`` (``rediss://`` for TLS) and
+    ``redis://host:port/db?prefix=taiwa:&lock_ttl=30`` (``rediss://`` for TLS;
+    ``redis+cluster://host:port`` for any node of a Redis Cluster) and
     ``postgresql://user@host:port/db?table=taiwa_events`` (other query parameters, such as
     ``sslmode``, go to libpq).
 
@@ -35,7 +36,7 @@ def open_store(url: str) -> TrackerStore:
         return _memory(shown, parts)
     if scheme == "sqlite":
         return _sqlite(shown, parts)
-    if scheme in ("redis", "rediss"):
+    if scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
         return _redis(shown, parts)
     if scheme in ("postgresql", "postgres"):
         return _postgres(shown, parts)
@@ -88,6 +89,13 @@ def _redis(shown: str, parts: SplitResult) -> TrackerStore:
     if parts.path not in ("", "/") and not re.fullmatch(r"/\d+", parts.path):
         raise StoreConfigError(
             shown, f"the database {parts.path[1:]!r} is not a number", scheme=parts.scheme, fix="write e.g. /0"
+        )
+    if parts.scheme.lower().endswith("+cluster") and parts.path not in ("", "/", "/0"):
+        raise StoreConfigError(
+            shown,
+            f"a Redis Cluster has only database 0, not {parts.path[1:]}",
+            scheme=parts.scheme,
+            fix="leave the database out (redis+cluster://host:port), and use ?prefix= to keep deployments apart",
         )
     lock_ttl = _positive(shown, parts.scheme, "lock_ttl", options["lock_ttl"]) if "lock_ttl" in options else None
     try:

@@ -160,6 +160,7 @@ VALID_URL_FORMS = (
     "sqlite:///absolute/path/to/file.db",
     "sqlite://relative/path/to/file.db",
     "redis://[:password@]host[:port][/db][?prefix=taiwa:&lock_ttl=30]  (rediss:// for TLS)",
+    "redis+cluster://[:password@]host[:port][?prefix=taiwa:&lock_ttl=30]  (any node of a Redis Cluster)",
     "postgresql://user[:password]@host[:port]/database[?table=taiwa_events]  (postgres:// too)",
 )
 

@@ -7,12 +7,16 @@ Keys, under a configurable prefix (default ``taiwa:``):
 - ``{prefix}conversations``: the set of conversation ids that have events;
 - ``{prefix}lock:{conversation_id}``: the turn lock while a turn runs.
 
-An append is one Lua script (check the length, push the rows, add the id), so it is atomic
-and its ``expected_length`` check cannot race. The turn lock is a ``redis.asyncio`` lock with
-a TTL (``lock_ttl``, default 30 s) so that a crashed holder blocks the conversation for at
-most that long; a live holder renews it every ``lock_ttl / 3`` seconds, so a long turn keeps
-it. A single Redis (or a primary with replicas) is assumed: the keys of one append are not
-in one cluster hash slot.
+An append is one Lua script on the conversation's list (check the length, push the rows), so
+it is atomic and its ``expected_length`` check cannot race. The id joins the set of
+conversations just before a conversation's first append (a separate command: in a Redis
+Cluster the set and the list live in different hash slots, and a script may only touch one
+slot), so a crash in between leaves at worst a listed conversation without events, never
+events that ``conversations()`` misses. The turn lock is a ``redis.asyncio`` lock with a TTL
+(``lock_ttl``, default 30 s) so that a crashed holder blocks the conversation for at most that
+long; a live holder renews it every ``lock_ttl / 3`` seconds, so a long turn keeps it. Every
+command and script touches one key: the store works on one Redis, a primary with replicas,
+or a Redis Cluster (``redis+cluster://``).
 """
 
 from __future__ import annotations
@@ -24,10 +28,9 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 
-from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import LockNotOwnedError, RedisError
+from redis.exceptions import LockNotOwnedError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.events import Event, event_from_dict
@@ -42,6 +45,7 @@ from engine.stores.base import (
     TrackerStore,
     check_since,
 )
+from engine.stores.redis_client import ClusterReady, redis_from_url
 
 logger = logging.getLogger(__name__)
 
@@ -51,23 +55,19 @@ DEFAULT_LOCK_TTL = 30.0
 DEFAULT_LOCK_POLL = 0.02
 """Seconds between tries while another process holds a turn lock."""
 
-# KEYS[1]: the conversation's list, KEYS[2]: the set of conversation ids.
-# ARGV[1]: the expected length or -1, ARGV[2]: the conversation id,
-# ARGV[3...]: the rows, each a JSON object without its opening brace: the script adds
-# '{"seq":N,' so the sequence number is the one the row really gets.
+# KEYS[1]: the conversation's list (the only key: one hash slot in a cluster).
+# ARGV[1]: the expected length or -1, ARGV[2...]: the rows, each a JSON object without its
+# opening brace: the script adds '{"seq":N,' so the sequence number is the one the row gets.
 _APPEND_LUA = """
 local length = redis.call('LLEN', KEYS[1])
 local expected = tonumber(ARGV[1])
 if expected >= 0 and expected ~= length then
   return {0, length}
 end
-for i = 3, #ARGV do
-  redis.call('RPUSH', KEYS[1], '{"seq":' .. (length + i - 3) .. ',' .. ARGV[i])
+for i = 2, #ARGV do
+  redis.call('RPUSH', KEYS[1], '{"seq":' .. (length + i - 2) .. ',' .. ARGV[i])
 end
-if #ARGV > 2 then
-  redis.call('SADD', KEYS[2], ARGV[2])
-end
-return {1, length + #ARGV - 2}
+return {1, length + #ARGV - 1}
 """
 
 
@@ -82,13 +82,15 @@ class RedisTrackerStore(TrackerStore):
         lock_ttl: float = DEFAULT_LOCK_TTL,
         lock_poll: float = DEFAULT_LOCK_POLL,
     ) -> None:
-        """Connect lazily (on the first command) to the Redis at ``url`` (``redis-py`` syntax)."""
+        """Connect lazily (on the first command) to the Redis at ``url`` (``redis-py`` syntax;
+        ``redis+cluster://`` for a Redis Cluster)."""
         if lock_ttl <= 0:
             raise ValueError(f"lock_ttl must be > 0 seconds, got {lock_ttl}")
         self.prefix = prefix
         self.lock_ttl = lock_ttl
         self.lock_poll = lock_poll
-        self._client = Redis.from_url(url)
+        self._client = redis_from_url(url)
+        self._ready = ClusterReady(self._client)
         self._append_script = self._client.register_script(_APPEND_LUA)
         self._locks = LocalLocks()
         self._closed = False
@@ -109,7 +111,7 @@ class RedisTrackerStore(TrackerStore):
         """redis-py's connection errors as :class:`StoreUnavailableError`, like the other stores."""
         try:
             yield
-        except (RedisConnectionError, RedisTimeoutError) as exc:
+        except (RedisConnectionError, RedisTimeoutError, RedisClusterException) as exc:
             raise StoreUnavailableError(
                 f"the Redis tracker store does not answer ({type(exc).__name__}). Fix: check that the "
                 "server runs and the URL's host, port and password are right."
@@ -122,10 +124,10 @@ class RedisTrackerStore(TrackerStore):
         rows = [f'{head}{json.dumps(e.type)},"data":{e.data}}}' for e in encoded]
         expected = -1 if expected_length is None else expected_length
         with self._unavailable():
-            ok, length = await self._append_script(
-                keys=[self._events_key(conversation_id), self._conversations_key],
-                args=[expected, conversation_id, *rows],
-            )
+            await self._ready()
+            if rows and expected <= 0:  # a first append (or one that does not say): list the id
+                await self._client.sadd(self._conversations_key, conversation_id)
+            ok, length = await self._append_script(keys=[self._events_key(conversation_id)], args=[expected, *rows])
         if not ok:
             raise ConcurrentWriteError(conversation_id, expected, int(length))
         return int(length)
@@ -134,28 +136,31 @@ class RedisTrackerStore(TrackerStore):
         self._check_open()
         check_since(since)
         with self._unavailable():
+            await self._ready()
             rows = await self._client.lrange(self._events_key(conversation_id), since, -1)
         return [_decode_row(row) for row in rows]
 
     async def length(self, conversation_id: str) -> int:
         self._check_open()
         with self._unavailable():
+            await self._ready()
             length: int = await self._client.llen(self._events_key(conversation_id))
         return length
 
     async def conversations(self) -> list[str]:
         self._check_open()
         with self._unavailable():
+            await self._ready()
             members = await self._client.smembers(self._conversations_key)
         return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
 
     async def delete(self, conversation_id: str) -> None:
         self._check_open()
         with self._unavailable():
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.delete(self._events_key(conversation_id))
-                pipe.srem(self._conversations_key, conversation_id)
-                await pipe.execute()
+            await self._ready()
+            # Two slots in a cluster, so two commands: the events first, then the listing.
+            await self._client.delete(self._events_key(conversation_id))
+            await self._client.srem(self._conversations_key, conversation_id)
 
     async def close(self) -> None:
         if self._closed:
@@ -182,6 +187,7 @@ class RedisTrackerStore(TrackerStore):
                 thread_local=False,
             )
             with self._unavailable():
+                await self._ready()
                 acquired = await lock.acquire()
             if not acquired:
                 raise LockTimeoutError(conversation_id, timeout)

@@ -1,4 +1,5 @@
-"""One conformance suite, run against every tracker store (memory, SQLite, Redis, PostgreSQL).
+"""One conformance suite, run against every tracker store (memory, SQLite, Redis, a real
+three-node Redis Cluster, PostgreSQL).
 
 Each test opens its stores inside one ``asyncio.run`` (connections belong to an event loop).
 Redis and PostgreSQL get a fresh key prefix / table per test, removed afterwards; they are
@@ -33,22 +34,23 @@ Body = Callable[[TrackerStore], Awaitable[None]]
 services = pytest.mark.services
 MEMORY, SQLITE = "memory", "sqlite"
 REDIS, POSTGRES = pytest.param("redis", marks=services), pytest.param("postgres", marks=services)
+REDIS_CLUSTER = pytest.param("redis-cluster", marks=services)
 
 
-@pytest.fixture(params=[MEMORY, SQLITE, REDIS, POSTGRES])
+@pytest.fixture(params=[MEMORY, SQLITE, REDIS, REDIS_CLUSTER, POSTGRES])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     with store_backend(request.param, request, tmp_path) as b:
         yield b
 
 
-@pytest.fixture(params=[SQLITE, REDIS, POSTGRES])
+@pytest.fixture(params=[SQLITE, REDIS, REDIS_CLUSTER, POSTGRES])
 def persistent_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """The stores that keep events after they close."""
     with store_backend(request.param, request, tmp_path) as b:
         yield b
 
 
-@pytest.fixture(params=[REDIS, POSTGRES])
+@pytest.fixture(params=[REDIS, REDIS_CLUSTER, POSTGRES])
 def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """The stores whose events and turn locks are shared between processes."""
     with store_backend(request.param, request, tmp_path) as b:
@@ -413,11 +415,12 @@ def test_redis_lock_outlives_a_crashed_holder_only_until_its_ttl(redis_url: str)
     asyncio.run(main())
 
 
-def test_redis_down_is_a_store_error_with_a_fix() -> None:
+@pytest.mark.parametrize("scheme", ["redis", "redis+cluster"])
+def test_redis_down_is_a_store_error_with_a_fix(scheme: str) -> None:
     from store_backends import free_local_port
 
     async def main() -> None:
-        async with open_store(f"redis://127.0.0.1:{free_local_port()}/0") as store:
+        async with open_store(f"{scheme}://127.0.0.1:{free_local_port()}") as store:
             with pytest.raises(StoreUnavailableError, match="Fix:"):
                 await store.load("c1")
             with pytest.raises(StoreUnavailableError):

@@ -35,7 +35,13 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
 
 
 @pytest.fixture(
-    params=["memory", "sqlite", pytest.param("redis", marks=services), pytest.param("postgres", marks=services)]
+    params=[
+        "memory",
+        "sqlite",
+        pytest.param("redis", marks=services),
+        pytest.param("redis-cluster", marks=services),
+        pytest.param("postgres", marks=services),
+    ]
 )
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     with store_backend(request.param, request, tmp_path) as b:

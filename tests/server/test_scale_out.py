@@ -108,9 +108,12 @@ async def test_workers_share_one_metrics_view(reference_models: Path, tmp_path: 
 
 
 @pytest.mark.services
+@pytest.mark.parametrize("server", ["redis_url", "redis_cluster_url"])
 async def test_a_redis_rate_limit_is_shared_by_instances(
-    reference_models: Path, tmp_path: Path, redis_url: str
+    reference_models: Path, tmp_path: Path, server: str, request: pytest.FixtureRequest
 ) -> None:
+    # In a Redis Cluster the sender's and the IP's buckets sit in different hash slots.
+    redis_url = request.getfixturevalue(server)
     prefix = f"taiwa-rl-{os.getpid()}-{tmp_path.name}:"
     env = {**BASE_ENV, "TAIWA_RATE_LIMIT": "4,0.1", "TAIWA_RATE_LIMIT_STORE": f"{redis_url}?prefix={prefix}"}
     with (
@@ -125,11 +128,14 @@ async def test_a_redis_rate_limit_is_shared_by_instances(
     assert other[0] == 200
 
 
-async def test_rate_limit_store_down_lets_requests_pass_and_counts_it(reference_models: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("scheme", ["redis", "redis+cluster"])
+async def test_rate_limit_store_down_lets_requests_pass_and_counts_it(
+    reference_models: Path, tmp_path: Path, scheme: str
+) -> None:
     env = {
         **BASE_ENV,
         "TAIWA_RATE_LIMIT": "2,0.1",
-        "TAIWA_RATE_LIMIT_STORE": f"redis://127.0.0.1:{free_local_port()}/0",
+        "TAIWA_RATE_LIMIT_STORE": f"{scheme}://127.0.0.1:{free_local_port()}",
     }
     with live_server(reference_models, tmp_path, env) as server:
         async with aiohttp.ClientSession() as session:

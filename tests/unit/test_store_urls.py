@@ -80,6 +80,18 @@ def test_redis_defaults() -> None:
     _close(store)
 
 
+def test_redis_cluster() -> None:
+    from redis.asyncio import RedisCluster
+
+    store = open_store("redis+cluster://:pw@10.0.0.5:7001?prefix=bot1:")
+    assert isinstance(store, RedisTrackerStore) and isinstance(store._client, RedisCluster)
+    assert store.prefix == "bot1:"
+    node = store._client.startup_nodes[0]
+    assert (node.host, node.port) == ("10.0.0.5", 7001)
+    assert store._client.connection_kwargs["password"] == "pw"
+    _close(store)
+
+
 def test_postgresql() -> None:
     store = open_store("postgresql://bot:secret@db.internal:5433/taiwa?table=app.events&sslmode=require")
     assert isinstance(store, PostgresTrackerStore)
@@ -111,6 +123,8 @@ def test_postgres_alias_and_default_table() -> None:
         ("redis://:6379/0", "names no host"),
         ("redis://localhost?prefx=a:", "unknown option(s) prefx. Did you mean 'prefix'?"),
         ("redis://localhost?lock_ttl=0", "lock_ttl='0' is not a positive number"),
+        ("redis+cluster://localhost:7000/3", "a Redis Cluster has only database 0, not 3"),
+        ("redis+clustr://localhost:7000", "Did you mean 'redis+cluster'?"),
         ("postgresql://localhost/db?table=events;drop", "is not a plain name"),
         ("postgresql://localhost:99999/db", "port is not a number"),
     ],
