@@ -33,7 +33,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -130,17 +130,15 @@ class SQLiteTrackerStore(TrackerStore):
     async def _when_free(self, statements: Callable[[], T]) -> T:
         """``statements()`` on the loop's connection, tried again after a short sleep while
         another connection holds the lock it needs (for at most ``BUSY_TIMEOUT_MS``)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + BUSY_TIMEOUT_MS / 1000
-        pause = _BUSY_FIRST_SLEEP
+        pauses = _busy_pauses()
         while True:
             try:
                 return statements()
             except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or loop.time() > deadline:
+                pause = next(pauses, None) if _is_busy(exc) else None
+                if pause is None:
                     raise
             await asyncio.sleep(pause)
-            pause = min(pause * 2, _BUSY_MAX_SLEEP)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -259,6 +257,16 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
+def _busy_pauses() -> Iterator[float]:
+    """How long to wait before each new try of a statement another connection's lock refused:
+    0.1 ms, doubling up to 2 ms, until ``BUSY_TIMEOUT_MS`` have passed (then none: give up)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = _BUSY_FIRST_SLEEP
+    while time.monotonic() <= deadline:
+        yield pause
+        pause = min(pause * 2, _BUSY_MAX_SLEEP)
+
+
 # -- statements: on the loop's connection, or the background thread's ---------------------
 
 
@@ -346,17 +354,16 @@ def _when_not_busy(conn: sqlite3.Connection, statement: str) -> None:
     """
     conn.execute("PRAGMA busy_timeout = 0")
     try:
-        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-        pause = _BUSY_FIRST_SLEEP
+        pauses = _busy_pauses()
         while True:
             try:
                 conn.execute(statement)
                 return
             except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                pause = next(pauses, None) if _is_busy(exc) else None
+                if pause is None:
                     raise
             time.sleep(pause)
-            pause = min(pause * 2, _BUSY_MAX_SLEEP)
     finally:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
