@@ -275,10 +275,14 @@ class PostgresTrackerStore(TrackerStore):
                 raise LockTimeoutError(conversation_id, timeout) from None
             key = f"taiwa:{self.table}:{conversation_id}"
             try:
-                # lock_timeout 0 would mean "wait forever": wait at least 1 ms.
+                # lock_timeout 0 would mean "wait forever": wait at least 1 ms. Both statements in
+                # one round trip (several statements are allowed in a query without parameters).
                 wait_ms = max(1, math.ceil((deadline - loop.time()) * 1000))
-                await conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(wait_ms)))
-                await conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+                await conn.execute(
+                    sql.SQL("SET lock_timeout = {}; SELECT pg_advisory_lock(hashtextextended({}, 0))").format(
+                        sql.Literal(wait_ms), sql.Literal(key)
+                    )
+                )
             except psycopg.errors.LockNotAvailable:
                 await pool.putconn(conn)
                 raise LockTimeoutError(conversation_id, timeout) from None
