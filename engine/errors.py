@@ -209,8 +209,8 @@ class Errors:
     )
     E323 = ErrorSpec(
         "E323",
-        "`nlu_threshold: auto` is set, but the NLU data has no `oos` intent to learn the threshold from.",
-        "Add an `oos` intent with out-of-scope examples to nlu_data/, or set nlu_threshold to a number (e.g. 0.4).",
+        "`nlu_threshold: auto` is set, but the NLU data has no `oos` or `out_of_scope` intent to learn the threshold from.",
+        "Add an `oos` (or `out_of_scope`) intent with out-of-scope examples to nlu_data/, or set nlu_threshold to a number (e.g. 0.4).",
     )
     # -- golden sets (taiwa eval) ----------------------------------------------------
     E401 = ErrorSpec(

@@ -19,7 +19,7 @@ from engine.errors import Errors, ErrorSpec
 from engine.flows.graph import build_graph, flow_cycles
 from engine.flows.model import END, ActionStep, CallStep, CollectStep, Flow, LinkStep, SetSlotsStep, UtterStep
 from engine.nlu.training_data import TrainingData
-from engine.policies.config import OOS_INTENT, PolicyConfig
+from engine.policies.config import OUT_OF_SCOPE_INTENTS, PolicyConfig
 
 BUILTIN_ACTIONS = (
     "action_listen",
@@ -513,11 +513,11 @@ def check_pipeline_components(parts: ProjectParts) -> Iterator[Diagnostic]:
 
 def check_learned_threshold(parts: ProjectParts) -> Iterator[Diagnostic]:
     where = parts.policies.nlu_threshold_auto
-    if where is not None and OOS_INTENT not in parts.nlu.intents():
+    if where is not None and not set(OUT_OF_SCOPE_INTENTS) & parts.nlu.intents():
         yield Errors.E323.at(
             where,
-            f"nlu_threshold is auto, but nlu_data/ has no `{OOS_INTENT}` intent to learn it from",
-            expected=f"a number from 0 to 1, or auto with `{OOS_INTENT}` examples",
+            "nlu_threshold is auto, but nlu_data/ has no `oos` or `out_of_scope` intent to learn it from",
+            expected="a number from 0 to 1, or auto with out-of-scope examples",
         )
 
 

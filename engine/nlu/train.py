@@ -25,10 +25,11 @@ from engine.nlu.classify import fit_classifier
 from engine.nlu.entities import LookupExtractor, RegexExtractor, fit_tagger
 from engine.nlu.featurize import fit_featurizer
 from engine.nlu.model import NluModel
-from engine.nlu.oos import OOS, choose_threshold
+from engine.nlu.oos import choose_threshold
 from engine.nlu.pipeline import PipelineConfig
 from engine.nlu.tokenize import Tokenizer, uses_spaces
 from engine.nlu.training_data import Example, TrainingData, compile_any
+from engine.policies.config import OUT_OF_SCOPE_INTENTS
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: called as training advances."""
@@ -200,9 +201,11 @@ def cross_validation(
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     oos: dict[str, Any] = {}
-    if OOS in counts:
-        choice = choose_threshold(y_conf, y_pred, y_true)
+    label = next((name for name in OUT_OF_SCOPE_INTENTS if name in counts), None)
+    if label is not None:
+        choice = choose_threshold(y_conf, y_pred, y_true, oos_label=label)
         oos = {
+            "oos_label": label,
             "oos_threshold": round(choice.threshold, 4),
             "oos_threshold_rule": choice.rule + " on the held-out folds",
             "oos_recall": round(choice.oos_recall, 4),

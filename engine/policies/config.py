@@ -162,8 +162,9 @@ Gate = MetricGate | FailureGate
 DEFAULT_NLU_THRESHOLD = 0.4
 """``nlu_threshold`` when ``policies/`` does not set it."""
 
-OOS_INTENT = "oos"
-"""The intent whose examples are out of scope (``nlu_threshold: auto`` learns from them)."""
+OUT_OF_SCOPE_INTENTS = ("oos", "out_of_scope")
+"""Names of the intent whose examples are out of scope (CLINC150's and Rasa's habits): the
+first one the training data has is the one ``nlu_threshold: auto`` learns from."""
 
 DEFAULT_PIPELINE = (
     "tokenizer.spacy.v1",
@@ -230,7 +231,7 @@ def with_learned_threshold(config: PolicyConfig, card: Mapping[str, Any], model_
         where = config.nlu_threshold_auto
         raise LearnedThresholdMissingError(
             f"{where}: nlu_threshold is auto, but the model {model_id or '(unnamed)'} learned no threshold "
-            f"(its card has no cross_validation.oos_threshold). Fix: run `taiwa train` with examples of the "
-            f"`{OOS_INTENT}` intent in nlu_data/, or set nlu_threshold to a number"
+            f"(its card has no cross_validation.oos_threshold). Fix: run `taiwa train` with examples of an "
+            f"`oos` or `out_of_scope` intent in nlu_data/, or set nlu_threshold to a number"
         )
     return replace(config, nlu_threshold=float(learned))

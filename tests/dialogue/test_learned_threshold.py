@@ -56,10 +56,19 @@ def test_auto_with_a_model_that_learned_nothing_says_where_and_how_to_fix_it(tmp
     assert "Fix: run `taiwa train`" in text
 
 
-async def test_training_learns_it_and_the_turn_pipeline_uses_it(tmp_path: Path) -> None:
-    project = project_from_yaml(tmp_path, OOS)
+def with_intent_named(name: str) -> dict[str, str]:
+    """The OOS files with the out-of-scope intent called ``name`` (CLINC150's `oos`, Rasa's `out_of_scope`)."""
+    return {
+        path: text.replace("- oos", f"- {name}").replace("intent: oos", f"intent: {name}") for path, text in OOS.items()
+    }
+
+
+@pytest.mark.parametrize("name", ["oos", "out_of_scope"])
+async def test_training_learns_it_and_the_turn_pipeline_uses_it(tmp_path: Path, name: str) -> None:
+    project = project_from_yaml(tmp_path, with_intent_named(name))
     outcome = train_project(project.root)
     nlu = load_model(outcome.model_dir)
+    assert nlu.card["cross_validation"]["oos_label"] == name
     learned = nlu.card["cross_validation"]["oos_threshold"]
     assert 0.0 <= learned < 1.0 and learned != 0.4  # 0.0: the oos class alone caught every fold's oos
     processor = MessageProcessor(project, nlu, InMemoryTrackerStore(), LocalActionRunner({}))
@@ -67,7 +76,7 @@ async def test_training_learns_it_and_the_turn_pipeline_uses_it(tmp_path: Path) 
     assert project.policies.nlu_threshold == 0.4  # the loaded project itself is not changed
     # An out-of-scope message is not forced into an intent: the fallback answers it.
     result = await processor.handle("u1", "what's the weather on jupiter")
-    assert result.parse is not None and result.parse["intent"]["name"] == "oos"
+    assert result.parse is not None and result.parse["intent"]["name"] == name
     assert result.outcome == "fallback"
 
 
