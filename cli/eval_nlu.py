@@ -85,7 +85,11 @@ def add_parser(sub: Any) -> None:
     model.add_argument(
         "--min-oos-recall", type=float, metavar="R", help="with --val: best accuracy among thresholds reaching recall R"
     )
-    model.add_argument("--oos-label", default=OOS, metavar="LABEL", help=f"the out-of-scope intent (default: {OOS})")
+    model.add_argument(
+        "--oos-label",
+        metavar="LABEL",
+        help=f"the out-of-scope intent (default: the training data's `oos` or `out_of_scope`, else {OOS})",
+    )
     output = parser.add_argument_group("output")
     output.add_argument("--report", type=Path, metavar="FILE.json", help="write the JSON report")
     output.add_argument(
@@ -183,6 +187,7 @@ def _check_arguments(args: argparse.Namespace) -> int | None:
 def _plan(args: argparse.Namespace) -> _Plan:
     """Load the data and the pipeline, cut the splits and check the labels (raises on bad input)."""
     from engine.nlu.pipeline import DEFAULT_COMPONENTS, build_pipeline, load_pipeline_file
+    from engine.policies.config import OUT_OF_SCOPE_INTENTS
 
     entity_names: frozenset[str] = frozenset()
     if args.train is not None:
@@ -209,6 +214,9 @@ def _plan(args: argparse.Namespace) -> _Plan:
         data["val"] = describe_file(args.val)
     by_threshold = bool(val) or args.threshold is not None
     train_labels = [ex.intent for ex in train.examples]
+    if args.oos_label is None:
+        present = set(train_labels)
+        args.oos_label = next((name for name in OUT_OF_SCOPE_INTENTS if name in present), OOS)
     check_labels(train_labels, [], "training", oos_label=args.oos_label, oos_by_threshold=by_threshold)
     if val:
         check_labels(train_labels, (i for _, i in val), "validation", oos_label=args.oos_label, oos_by_threshold=True)

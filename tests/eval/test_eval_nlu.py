@@ -317,3 +317,16 @@ def test_the_console_script_reports_errors_without_a_traceback(tmp_path: Path) -
     assert done.returncode == 2
     assert f"{bad}:1:1: error: not valid JSON" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_out_of_scope_intent_is_found_by_its_rasa_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Rasa projects call it out_of_scope: without --oos-label it is scored as out of scope all the same.
+    renamed = {("out_of_scope" if k == "oos" else k): v for k, v in TRAIN.items()}
+    renamed_test = {("out_of_scope" if k == "oos" else k): v for k, v in TEST.items()}
+    report_path = tmp_path / "report.json"
+    train, test = write_jsonl(tmp_path / "train.jsonl", renamed), write_jsonl(tmp_path / "test.jsonl", renamed_test)
+    code, _, err = run(capsys, "--train", str(train), "--test", str(test), "--report", str(report_path))
+    assert code == 0, err
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert report["oos"]["label"] == "out_of_scope"
+    assert report["oos_recall"] is not None
