@@ -7,7 +7,7 @@ import hashlib
 from engine.actions import ActionContext, action
 from engine.events import Event, SlotSet
 
-from .db import connection
+from .db import writing
 
 PRIORITIES = ("low", "medium", "high")
 
@@ -34,7 +34,7 @@ def create_ticket(ctx: ActionContext) -> list[Event]:
     if priority not in PRIORITIES:
         raise ValueError(f"create_ticket: ticket_priority must be one of {PRIORITIES}, got {priority!r}")
     key = idempotency_key(ctx.sender_id, summary, priority)
-    with connection(ctx.config) as conn:
+    with writing(ctx.config) as conn:
         conn.execute(
             "INSERT OR IGNORE INTO tickets (idempotency_key, sender_id, summary, priority) VALUES (?, ?, ?, ?)",
             (key, ctx.sender_id, summary, priority),

@@ -145,7 +145,7 @@ SCENARIOS = {
     "kb_search": ("actions.kb_search._index", ["how do I reset my password?"], "utter_kb_unavailable"),
     "crm_lookup": ("actions.crm.connection", ["check my account", "C12345", "12/04/1990"], "utter_crm_unavailable"),
     "create_ticket": (
-        "actions.tickets.connection",
+        "actions.tickets.writing",
         ["open a ticket", "the dashboard is slow", '/inform{"priority": "low"}', "/affirm"],
         "utter_ticket_failed",
     ),

@@ -134,6 +134,20 @@ def test_create_ticket_is_idempotent(crm_db: Path) -> None:
     assert len({first, other_priority, other_summary, other_user}) == 4
 
 
+def test_tickets_filed_by_many_threads_at_once_each_get_one_id(crm_db: Path) -> None:
+    # Tools run on a pool of threads: 40 requests (20 distinct, each sent twice) at once.
+    from concurrent.futures import ThreadPoolExecutor
+
+    create: Action = _reference_module("tickets").create_ticket
+    requests = [
+        (f"user-{i % 20}", {"ticket_summary": f"problem {i % 20}", "ticket_priority": "low"}) for i in range(40)
+    ]
+    with ThreadPoolExecutor(16) as pool:
+        ids = list(pool.map(lambda r: _slots(create(_ctx(r[1], sender_id=r[0])))["ticket_id"], requests))
+    assert len(set(ids)) == 20
+    assert ids[:20] == ids[20:]  # a request sent twice is one ticket
+
+
 def test_create_ticket_fails_without_a_summary(crm_db: Path) -> None:
     create: Action = _reference_module("tickets").create_ticket
     with pytest.raises(ValueError, match="ticket_summary"):
