@@ -254,6 +254,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="per measurement (default 5)")
     parser.add_argument("--model", type=Path, help="a trained model of the reference assistant (default: train one)")
     parser.add_argument("--report", type=Path)
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        help="draw throughput and latency percentiles as a PNG (default: the report's path with .png)",
+    )
+    parser.add_argument(
+        "--plot-only", type=Path, metavar="REPORT.json", help="only draw the picture of an earlier report"
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 100])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument(
@@ -270,6 +278,12 @@ def main() -> int:
         help="the load generator (default: wrk when installed)",
     )
     args = parser.parse_args()
+    if args.plot_only is not None:
+        earlier = json.loads(args.plot_only.read_text(encoding="utf-8"))
+        target = args.plot or args.plot_only.with_suffix(".png")
+        plot(earlier["runs"], target)
+        print(f"drew {target}")
+        return 0
     if args.client == "wrk" and not shutil.which("wrk"):
         parser.error(
             "wrk is not installed (Debian: apt-get install wrk; `make bench` does it); or pass --client aiohttp"
@@ -335,7 +349,55 @@ def main() -> int:
     _table(results["runs"])
     if args.report:
         args.report.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    picture = args.plot or (args.report.with_suffix(".png") if args.report else None)
+    if picture is not None:
+        plot(results["runs"], picture)
+        print(f"drew {picture}")
     return 0
+
+
+def plot(runs: list[dict[str, Any]], path: Path) -> None:
+    """Throughput against concurrency (taiwa beside bare Sanic), and the latency percentiles of
+    the paced runs against the 25 ms p95 target, as one PNG (matplotlib, a test extra)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    closed = [r for r in runs if r["server"] in ("bare sanic", "taiwa")]
+    for (server, workers), style in zip(
+        sorted({(r["server"], r["workers"]) for r in closed}), ("o--", "s--", "o-", "s-"), strict=False
+    ):
+        points = sorted(
+            (r["concurrency"], r["rps"]) for r in closed if (r["server"], r["workers"]) == (server, workers)
+        )
+        left.plot([c for c, _ in points], [v for _, v in points], style, label=f"{server}, {workers} worker(s)")
+    left.set(xscale="log", yscale="log", xlabel="concurrent conversations", ylabel="requests / s")
+    left.set_title("closed loop: throughput")
+    left.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=8)
+    paced = sorted((r for r in runs if "rate" in r), key=lambda r: (r["workers"], r["rate"]))
+    if paced:
+        names = [f"{r['workers']}w @{r['rate']:g}/s" for r in paced]
+        width = 0.27
+        for i, key in enumerate(("p50_ms", "p95_ms", "p99_ms")):
+            right.bar([x + (i - 1) * width for x in range(len(paced))], [r[key] for r in paced], width, label=key[:3])
+        for x, r in enumerate(paced):
+            if r.get("late_sends"):
+                right.annotate(f"{r['late_sends']} late", (x, r["p99_ms"]), ha="center", va="bottom", fontsize=7)
+        right.axhline(25, color="red", linestyle=":", label="p95 target 25 ms")
+        right.set_xticks(range(len(paced)), names, rotation=30, fontsize=8)
+        right.set(yscale="log", ylabel="ms (send -> reply)")
+        right.set_title("paced load: latency")
+        right.grid(True, axis="y", which="both", alpha=0.3)
+        right.legend(fontsize=8)
+    else:
+        right.axis("off")
+    fig.suptitle("taiwa REST turns vs a bare Sanic endpoint (wrk on 127.0.0.1)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _first_turn(port: int, t0: float) -> float:
