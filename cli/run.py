@@ -142,12 +142,10 @@ def _serve(args: argparse.Namespace, env: dict[str, str]) -> int:
         return usage_error(str(exc), "correct the variable in the environment or the .env file")
     # Sanic installed its own log handlers when the app was built: route its records through
     # ours again, now with the revisions of what was loaded on every line.
-    from engine.llm.prompt import prompt_revision
+    from engine.dialogue.assistant import loaded_revisions
 
-    revisions = {**project.revisions, "prompt": prompt_revision(project.domain)}
-    structured_logs.configure(
-        args.log_format, args.log_level, static=structured_logs.revision_fields(nlu.model_id, revisions)
-    )
+    static = structured_logs.revision_fields(nlu.model_id, loaded_revisions(project))
+    structured_logs.configure(args.log_format, args.log_level, static=static)
     names = ", ".join(app.ctx.channel_names)
     print(f"taiwa {args.project.resolve().name}: http://{args.host}:{args.port} · channels: {names}", flush=True)
     logging.getLogger("taiwa.server").info(
@@ -194,7 +192,7 @@ def _stop_only_once_workers_are_up(app: Any) -> None:
             manager.shutdown_signal(signum, frame)
         elif not held:
             held.append(signum)
-            print("taiwa: stopping once the workers are up", file=sys.stderr, flush=True)
+            logging.getLogger("taiwa.server").info("stopping once the workers are up")
 
     def wait_then_stop_if_asked() -> None:
         nonlocal workers_up

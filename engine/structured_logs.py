@@ -3,9 +3,9 @@
 A record logged while a turn runs carries the turn's ``session_id``, ``turn_id`` and the
 ``node`` it is in (``IR``, ``ST``, ``DM``, ``EXEC``), from a context variable the message
 processor sets (stamped on the record when it is created), so a warning deep in an action
-needs no ids passed down to it. Fields given
-with ``extra=`` (``tool_name``, ``error_type``, ``outcome``, ``latency_ms``, ...) become keys;
-a record with an exception gets its ``error_type`` and the traceback. Every line also names
+needs no ids passed down to it. Fields given with ``extra=`` (``tool_name``, ``error_type``,
+``outcome``, ``latency_ms``, ...) become keys; a record with an exception gets its
+``error_type`` and the traceback. Every line also names
 what was loaded, the revisions an incident is tied to a deployment by: ``model_revision``,
 ``prompt_revision``, ``workflow_revision`` (flows) and ``config_revision`` (all the
 assistant's files).

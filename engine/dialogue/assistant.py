@@ -51,16 +51,21 @@ class Assistant:
     """The emergency switches in force, followed in ``policies/`` while it runs."""
 
     def revisions(self) -> dict[str, str]:
-        """Content hashes of what is loaded: the assistant's files and the LLM system prompt."""
-        from engine.llm.prompt import prompt_revision
-
-        return {**self.project.revisions, "prompt": prompt_revision(self.project.domain)}
+        return loaded_revisions(self.project)
 
     async def close(self) -> None:
         await self.processor.runner.close()
         if self.processor.llm is not None:
             await self.processor.llm.aclose()
         await self.store.close()
+
+
+def loaded_revisions(project: Project) -> dict[str, str]:
+    """Content hashes of what is loaded: the assistant's files and the LLM system prompt
+    (``/version``, and the revisions on every log line)."""
+    from engine.llm.prompt import prompt_revision
+
+    return {**project.revisions, "prompt": prompt_revision(project.domain)}
 
 
 def tools_off_from_env(env: Mapping[str, str] | None = None) -> frozenset[str]:

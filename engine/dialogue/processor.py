@@ -148,7 +148,7 @@ class MessageProcessor:
                     log.info("duplicate message", extra={"outcome": "duplicate", "message_id": message_id})
                     return TurnResult(conversation_id, "", said, (), cached.state, duplicate=True, outcome="duplicate")
                 result, new_events = await self._turn(
-                    conversation_id, turn_id, context, cached, text, channel, message_id, metadata, started, parsed
+                    conversation_id, context, cached, text, channel, message_id, metadata, started, parsed
                 )
                 context.node = None
                 try:
@@ -218,7 +218,6 @@ class MessageProcessor:
     async def _turn(
         self,
         cid: str,
-        turn_id: str,
         context: structured_logs.TurnContext,
         cached: _Cached,
         text: str,
@@ -231,6 +230,7 @@ class MessageProcessor:
         project = self.project
         domain = project.domain
         now = self.clock()
+        turn_id = context.turn_id
         turn = Turn(cached.state, sender_id=cid, channel=channel)
         if self._needs_history():
             turn.history = _once(lambda: self.store.load(cid))
