@@ -471,29 +471,16 @@ class Executor:
         outcome = await self.runner.run(name, ctx)
         called = outcome.tool_called()
         turn.emit(called)
+        fields = {
+            "tool_name": name,
+            "outcome": called.status,
+            "latency_ms": called.latency_ms,
+            "attempts": called.attempts,
+        }
         if not outcome.ok:
-            log.warning(
-                "tool failed",
-                extra={
-                    "tool_name": name,
-                    "outcome": called.status,
-                    "error_type": outcome.error_type,
-                    "detail": outcome.message,
-                    "latency_ms": called.latency_ms,
-                    "attempts": called.attempts,
-                },
-            )
+            log.warning("tool failed", extra={**fields, "error_type": outcome.error_type, "detail": outcome.message})
             return False
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "tool called",
-                extra={
-                    "tool_name": name,
-                    "outcome": called.status,
-                    "latency_ms": called.latency_ms,
-                    "attempts": called.attempts,
-                },
-            )
+        log.info("tool called", extra=fields)
         for event in self._admit(outcome.events, name):
             if isinstance(event, BotUttered) and event.text is None and event.response:
                 # A named response (rasa_sdk's utter_message(response=..., **kwargs)): render it,
